@@ -1,0 +1,72 @@
+// Command kube is the local control plane in one multi-call binary. Invoked as
+// (or with a first argument of) kube-apiserver, kube-controller-manager,
+// kube-scheduler, etcd or kwok, it runs that component in this process.
+// One process per component, never goroutines: the components share global
+// registries (feature gates, metrics, flags) and race otherwise.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/server/v3/etcdmain"
+	"k8s.io/component-base/cli"
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kwokconfig "sigs.k8s.io/kwok/pkg/config"
+	kwokcmd "sigs.k8s.io/kwok/pkg/kwok/cmd"
+	kwoklog "sigs.k8s.io/kwok/pkg/log"
+	kwoksignals "sigs.k8s.io/kwok/pkg/utils/signals"
+)
+
+const usage = "usage: kube {kube-apiserver|kube-controller-manager|kube-scheduler|etcd|kwok} [flags]"
+
+func main() {
+	name := filepath.Base(os.Args[0])
+	if name == "kube" {
+		if len(os.Args) < 2 {
+			fmt.Fprintln(os.Stderr, usage)
+			os.Exit(2)
+		}
+		name, os.Args = os.Args[1], os.Args[1:]
+	}
+	switch name {
+	case "kube-apiserver":
+		os.Exit(cli.Run(apiserver.NewAPIServerCommand()))
+	case "kube-controller-manager":
+		os.Exit(cli.Run(controllermanager.NewControllerManagerCommand()))
+	case "kube-scheduler":
+		os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
+	case "etcd":
+		etcdmain.Main(os.Args)
+	case "kwok":
+		os.Exit(runKwok())
+	default:
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+}
+
+// runKwok mirrors sigs.k8s.io/kwok/cmd/kwok/main.go, whose package main cannot be imported.
+func runKwok() int {
+	flags := pflag.NewFlagSet("global", pflag.ContinueOnError)
+	flags.ParseErrorsAllowlist.UnknownFlags = true
+	flags.Usage = func() {}
+	ctx := kwoksignals.SetupSignalContext()
+	ctx, logger := kwoklog.InitFlags(ctx, flags)
+	ctx, err := kwokconfig.InitFlags(ctx, flags)
+	if err != nil {
+		logger.Error("init config flags", "err", err)
+		return 1
+	}
+	command := kwokcmd.NewCommand(ctx)
+	command.PersistentFlags().AddFlagSet(flags)
+	if err := command.ExecuteContext(ctx); err != nil {
+		logger.Error("execute", "err", err)
+		return 1
+	}
+	return 0
+}
