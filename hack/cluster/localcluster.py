@@ -1,0 +1,655 @@
+"""The local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
+(a fake kubelet) built from the official Go modules and started on loopback.
+
+    python hack/cluster/localcluster.py up|down|status|env|kubeconfig|build
+
+`up` builds the multi-call binary once into ~/.cache/testapp/cluster-<hash>/ (keyed by the Go
+module's files, so every clone on this machine shares it), writes certificates and a kubeconfig
+under .cluster/ in the work tree, starts every component in one process group, and waits for them
+in order. `down` stops the group. The pytest fixture in tests/conftest.py uses the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+STATE_DIR = Path(os.environ.get("TESTAPP_CLUSTER_DIR", REPO / ".cluster"))
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "testapp"
+KUBERNETES_VERSION = "v1.36.3"
+NODE_NAME = "kwok-node-0"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# Files whose content decides the binary; their hash names the cache directory.
+BUILD_INPUTS = ("go.mod", "go.sum", "cmd/kube/main.go")
+
+
+class ClusterError(RuntimeError):
+    """A component failed to build, start or become ready; the message names it and its log."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What a running cluster looks like on disk (.cluster/state.json)."""
+
+    pgid: int
+    ports: Ports
+    binary: str
+    state_dir: str
+
+    @property
+    def kubeconfig(self) -> str:
+        return str(Path(self.state_dir) / "kubeconfig")
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+
+# --- build --------------------------------------------------------------------------------------
+
+
+def build_hash() -> str:
+    digest = hashlib.sha256(KUBERNETES_VERSION.encode())
+    for name in BUILD_INPUTS:
+        digest.update((HERE / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def version_ldflags() -> str:
+    minor = KUBERNETES_VERSION.split(".")[1]
+    flags = ["-s", "-w"]
+    for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {package}.gitVersion={KUBERNETES_VERSION}",
+            f"-X {package}.gitMajor=1",
+            f"-X {package}.gitMinor={minor}",
+            f"-X {package}.gitTreeState=clean",
+        ]
+    return " ".join(flags)
+
+
+def ensure_binary(log: Callable[[str], None] = print) -> Path:
+    """Return the cached multi-call binary, building it first if this module hash has none."""
+    target_dir = CACHE_DIR / f"cluster-{build_hash()}"
+    binary = target_dir / "kube"
+    if binary.exists():
+        return binary
+    if shutil.which("go") is None:
+        raise ClusterError("Go is not installed: the local control plane is built from Go modules")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    log(
+        f"Building the control plane (Kubernetes {KUBERNETES_VERSION}, etcd, kwok) into "
+        f"{target_dir}. The first build takes 10-20 minutes on 2 cores; later runs reuse it."
+    )
+    partial = target_dir / "kube.partial"
+    command = ["go", "build", "-v", "-trimpath", "-ldflags", version_ldflags(), "-o", str(partial)]
+    command.append("./cmd/kube")
+    started = time.monotonic()
+    build_log = target_dir / "build.log"
+    with build_log.open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert process.stdout is not None
+        for compiled, line in enumerate(process.stdout, start=1):
+            out.write(line)
+            if compiled % 100 == 0:
+                minutes = (time.monotonic() - started) / 60
+                log(f"  ... {compiled} packages compiled ({minutes:.1f} min)")
+        if process.wait() != 0:
+            raise ClusterError(f"go build failed; see {build_log}")
+    partial.rename(binary)
+    log(f"Built {binary} in {time.monotonic() - started:.0f} s")
+    return binary
+
+
+# --- certificates -------------------------------------------------------------------------------
+
+
+def write_pki(pki: Path) -> None:
+    """CA, apiserver serving cert, client certs per component, service-account key pair.
+
+    Kept across restarts: generating RSA keys is the slow part of a warm start.
+    """
+    if (pki / "done").exists():
+        return
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    pki.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(common: str, org: str | None = None) -> x509.Name:
+        parts = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
+        if org:
+            parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+        return x509.Name(parts)
+
+    def save_key(key, path: Path) -> None:
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("testapp-local-ca"))
+        .issuer_name(name("testapp-local-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    save_key(ca_key, pki / "ca.key")
+    (pki / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(file: str, subject: x509.Name, server: bool) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.DNSName("kubernetes"),
+                        x509.DNSName("kubernetes.default"),
+                        x509.DNSName("kubernetes.default.svc"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
+        cert = builder.sign(ca_key, hashes.SHA256())
+        save_key(key, pki / f"{file}.key")
+        (pki / f"{file}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    issue("apiserver", name("kube-apiserver"), server=True)
+    issue("admin", name("admin", "system:masters"), server=False)
+    issue("controller-manager", name("system:kube-controller-manager"), server=False)
+    issue("scheduler", name("system:kube-scheduler"), server=False)
+    issue("kwok", name("kwok", "system:masters"), server=False)
+
+    # Service-account tokens are signed with RSA (the apiserver's default algorithm).
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    save_key(sa_key, pki / "sa.key")
+    (pki / "sa.pub").write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    (pki / "done").touch()
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "testapp-local",
+                "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate": str(pki / f"{user}.crt"),
+                    "client-key": str(pki / f"{user}.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": "testapp-local", "context": {"cluster": "testapp-local", "user": user}}
+        ],
+        "current-context": "testapp-local",
+    }
+    # JSON is valid YAML, and every kubeconfig reader accepts it.
+    path.write_text(json.dumps(config, indent=2))
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def component_args(component: str, state: Path, ports: Ports) -> list[str]:
+    pki = state / "pki"
+    apiserver = f"https://127.0.0.1:{ports.apiserver}"
+    if component == "etcd":
+        return [
+            f"--data-dir={state / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{ports.etcd_client}",
+            f"--advertise-client-urls=http://127.0.0.1:{ports.etcd_client}",
+            f"--listen-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{ports.etcd_peer}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ]
+    if component == "kube-apiserver":
+        return [
+            f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports.apiserver}",
+            f"--cert-dir={state / 'apiserver-certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction,PodSecurity,ServiceAccount",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            f"--service-account-issuer={apiserver}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--allow-privileged=true",
+            # The apiserver would publish 127.0.0.1 as the `kubernetes` Service endpoint, which
+            # endpoint validation rejects; nothing in the cluster dials it (kwokctl does the same).
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+        ]
+    if component in ("kube-controller-manager", "kube-scheduler"):
+        short = "controller-manager" if component == "kube-controller-manager" else "scheduler"
+        kubeconfig = state / f"{short}.kubeconfig"
+        port = ports.controller_manager if short == "controller-manager" else ports.scheduler
+        args = [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            "--leader-elect=false",
+        ]
+        if short == "controller-manager":
+            args += [
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                "--use-service-account-credentials=true",
+                "--cluster-name=testapp-local",
+            ]
+        return args
+    if component == "kwok":
+        return [
+            f"--kubeconfig={state / 'kwok.kubeconfig'}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--cidr=10.0.0.0/16",
+            "--node-ip=10.0.0.1",
+            "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{ports.kwok}",
+            f"--config={HERE / 'stages.yaml'}",
+        ]
+    raise ValueError(component)
+
+
+def preexec_join(pgid: int | None, die_with_parent: bool) -> Callable[[], None]:
+    def join() -> None:
+        if pgid is None:
+            os.setpgid(0, 0)
+        else:
+            os.setpgid(0, pgid)
+        if die_with_parent:
+            # PR_SET_PDEATHSIG: an interrupted or killed test run takes the cluster with it.
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+    return join
+
+
+def start(
+    binary: Path, component: str, state: Path, ports: Ports, pgid: int | None, die_with_parent: bool
+) -> subprocess.Popen[bytes]:
+    log = (state / "logs" / f"{component}.log").open("ab")
+    return subprocess.Popen(
+        [component, *component_args(component, state, ports)],
+        executable=binary,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=state,
+        preexec_fn=preexec_join(pgid, die_with_parent),
+    )
+
+
+# --- readiness ----------------------------------------------------------------------------------
+
+
+def admin_context(state: Path) -> ssl.SSLContext:
+    pki = state / "pki"
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    return context
+
+
+def http(
+    url: str,
+    context: ssl.SSLContext | None = None,
+    method: str = "GET",
+    body: dict | None = None,
+    timeout: float = 2,
+) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except (OSError, urllib.error.URLError):
+        return 0, b""
+
+
+def wait_for(
+    what: str,
+    check: Callable[[], bool],
+    deadline: float,
+    processes: dict[str, subprocess.Popen[bytes]],
+    component: str,
+    state: Path,
+) -> None:
+    log_file = state / "logs" / f"{component}.log"
+    while time.monotonic() < deadline:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                tail = (state / "logs" / f"{name}.log").read_text(errors="replace")[-1500:]
+                raise ClusterError(
+                    f"{name} exited with code {process.returncode} while waiting for {what}; "
+                    f"log: {state / 'logs' / f'{name}.log'}\n{tail}"
+                )
+        if check():
+            return
+        time.sleep(0.2)
+    raise ClusterError(f"timed out waiting for {what} ({component}); see its log: {log_file}")
+
+
+def node_manifest() -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE_NAME,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": NODE_NAME,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+        },
+        "status": {
+            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "2000"},
+            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "2000"},
+        },
+    }
+
+
+# --- lifecycle ----------------------------------------------------------------------------------
+
+
+def read_state(state: Path = STATE_DIR) -> Cluster | None:
+    try:
+        raw = json.loads((state / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return Cluster(
+        pgid=raw["pgid"],
+        ports=Ports(**raw["ports"]),
+        binary=raw["binary"],
+        state_dir=raw["state_dir"],
+    )
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_healthy(cluster: Cluster) -> bool:
+    state = Path(cluster.state_dir)
+    if not group_alive(cluster.pgid):
+        return False
+    status, _ = http(f"{cluster.server}/readyz", admin_context(state))
+    return status == 200
+
+
+def up(
+    state: Path = STATE_DIR,
+    die_with_parent: bool = False,
+    log: Callable[[str], None] = print,
+    timeout: float = 120,
+) -> Cluster:
+    """Start the cluster, or return the running one. Idempotent."""
+    running = read_state(state)
+    if running and is_healthy(running):
+        return running
+    if running:
+        down(state)
+    binary = ensure_binary(log)
+    started = time.monotonic()
+    deadline = started + timeout
+    for stale in ("etcd", "logs", "apiserver-certs"):
+        shutil.rmtree(state / stale, ignore_errors=True)
+    (state / "logs").mkdir(parents=True)
+    write_pki(state / "pki")
+    ports = Ports(*free_ports(6))
+    server = f"https://127.0.0.1:{ports.apiserver}"
+    for user in ("admin", "controller-manager", "scheduler", "kwok"):
+        target = state / ("kubeconfig" if user == "admin" else f"{user}.kubeconfig")
+        write_kubeconfig(target, server, state / "pki", user)
+
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    processes["etcd"] = start(binary, "etcd", state, ports, None, die_with_parent)
+    pgid = processes["etcd"].pid
+    cluster = Cluster(pgid=pgid, ports=ports, binary=str(binary), state_dir=str(state))
+    (state / "state.json").write_text(json.dumps(asdict(cluster), indent=2))
+    try:
+        etcd_health = f"http://127.0.0.1:{ports.etcd_client}/health"
+        wait_for(
+            "etcd /health", lambda: http(etcd_health)[0] == 200, deadline, processes, "etcd", state
+        )
+        processes["kube-apiserver"] = start(
+            binary, "kube-apiserver", state, ports, pgid, die_with_parent
+        )
+        admin = admin_context(state)
+        wait_for(
+            "kube-apiserver /readyz",
+            lambda: http(f"{server}/readyz", admin)[0] == 200,
+            deadline,
+            processes,
+            "kube-apiserver",
+            state,
+        )
+        for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            processes[component] = start(binary, component, state, ports, pgid, die_with_parent)
+        http(f"{server}/api/v1/nodes", admin, "POST", node_manifest())
+        default_sa = f"{server}/api/v1/namespaces/default/serviceaccounts/default"
+        wait_for(
+            "the default ServiceAccount",
+            lambda: http(default_sa, admin)[0] == 200,
+            deadline,
+            processes,
+            "kube-controller-manager",
+            state,
+        )
+        wait_for(
+            f"Node {NODE_NAME} Ready",
+            lambda: node_ready(server, admin),
+            deadline,
+            processes,
+            "kwok",
+            state,
+        )
+    except BaseException:
+        down(state)
+        raise
+    log(f"Local control plane ready in {time.monotonic() - started:.1f} s: {server}")
+    return cluster
+
+
+def node_ready(server: str, admin: ssl.SSLContext) -> bool:
+    status, body = http(f"{server}/api/v1/nodes/{NODE_NAME}", admin)
+    if status != 200:
+        return False
+    conditions = json.loads(body).get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def down(state: Path = STATE_DIR, grace: float = 10) -> None:
+    """Stop every component: SIGTERM the process group, then SIGKILL what is left."""
+    cluster = read_state(state)
+    if cluster is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(cluster.pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while group_alive(cluster.pgid) and time.monotonic() < deadline:
+            reap_children()
+            time.sleep(0.1)
+        os.killpg(cluster.pgid, signal.SIGKILL)
+    reap_children()
+    (state / "state.json").unlink(missing_ok=True)
+
+
+def reap_children() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+@contextlib.contextmanager
+def running(state: Path = STATE_DIR, log: Callable[[str], None] = print) -> Iterator[Cluster]:
+    """A cluster for the duration of the block: reuses one started by `make cluster-up` (and
+    leaves it running), otherwise starts one tied to this process and stops it afterwards."""
+    existing = read_state(state)
+    if existing and is_healthy(existing):
+        yield existing
+        return
+    cluster = up(state, die_with_parent=True, log=log)
+    try:
+        yield cluster
+    finally:
+        down(state)
+
+
+def rss_mb(pgid: int) -> dict[str, float]:
+    """Resident memory of each component of the group, in MiB (from /proc)."""
+    sizes: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
+            continue
+        component = cmdline[0].decode()
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                sizes[component] = int(line.split()[1]) / 1024
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "kubeconfig", "build"])
+    args = parser.parse_args(argv)
+    kubeconfig = STATE_DIR / "kubeconfig"
+    try:
+        if args.command == "build":
+            print(ensure_binary())
+        elif args.command == "up":
+            cluster = up()
+            print(f"export KUBECONFIG={cluster.kubeconfig}")
+        elif args.command == "down":
+            down()
+            print("Local control plane stopped.")
+        elif args.command == "env":
+            print(f"export KUBECONFIG={kubeconfig}")
+        elif args.command == "kubeconfig":
+            print(kubeconfig)
+        elif args.command == "status":
+            cluster = read_state()
+            if cluster is None or not is_healthy(cluster):
+                print("Local control plane is not running (make cluster-up).")
+                return 1
+            print(f"Running at {cluster.server}; KUBECONFIG={cluster.kubeconfig}")
+            for component, size in sorted(rss_mb(cluster.pgid).items()):
+                print(f"  {component:<24} RSS {size:7.1f} MiB")
+    except ClusterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The local control plane is a real Kubernetes: controllers, scheduler, admission, RBAC, CRDs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.support import LiveCluster, wait_until
+
+pytestmark = pytest.mark.cluster
+
+
+def deployment(name: str, replicas: int) -> dict:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
+            },
+        },
+    }
+
+
+def test_a_deployment_becomes_available_with_ready_pods_on_the_fake_node(
+    cluster: LiveCluster, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(deployment("web", 2)))
+
+    cluster.kubectl(
+        "wait", "-n", namespace, "deployment/web", "--for=condition=Available", "--timeout=60s"
+    )
+    pods = cluster.get("pods", "-n", namespace, "-l", "app=web")["items"]
+
+    assert len(pods) == 2
+    assert {pod["spec"]["nodeName"] for pod in pods} == {"kwok-node-0"}
+    for pod in pods:
+        ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"]
+        assert ready == "True"
+
+
+def test_deleting_a_deployment_garbage_collects_its_replicaset_and_pods(
+    cluster: LiveCluster, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(deployment("gc", 2)))
+    cluster.kubectl(
+        "wait", "-n", namespace, "deployment/gc", "--for=condition=Available", "--timeout=60s"
+    )
+
+    cluster.kubectl("delete", "-n", namespace, "deployment/gc")
+
+    def nothing_left() -> bool:
+        leftovers = cluster.get("replicasets,pods", "-n", namespace, "-l", "app=gc")["items"]
+        return not leftovers
+
+    wait_until(nothing_left, timeout=60, what="ReplicaSet and Pods to be garbage-collected")
+
+
+def test_a_restricted_namespace_rejects_a_privileged_pod(cluster: LiveCluster) -> None:
+    name = f"restricted-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "root", "namespace": name},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "busybox", "securityContext": {"privileged": True}}
+            ]
+        },
+    }
+
+    result = cluster.apply(pod)
+
+    assert result.returncode != 0
+    assert 'violates PodSecurity "restricted:latest"' in result.stderr
+    assert "privileged" in result.stderr
+    cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def test_a_service_account_without_rbac_is_denied(cluster: LiveCluster, namespace: str) -> None:
+    cluster.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
+    user = f"system:serviceaccount:{namespace}:nobody"
+
+    can_i = cluster.kubectl(
+        "auth", "can-i", "list", "pods", "-n", namespace, "--as", user, check=False
+    )
+    token = cluster.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
+    request = cluster.kubectl(
+        "get", "pods", "-n", namespace, "--token", token, "--user", "nobody", check=False
+    )
+
+    assert can_i.stdout.strip() == "no"
+    assert request.returncode != 0
+    assert "Forbidden" in request.stderr
+    assert f'User "{user}" cannot list resource "pods"' in request.stderr
+
+
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.smoke.testapp.dev"},
+    "spec": {
+        "group": "smoke.testapp.dev",
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["size"],
+                                "properties": {
+                                    "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                                    "color": {"type": "string"},
+                                },
+                            }
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def widget(namespace: str, **spec: object) -> dict:
+    return {
+        "apiVersion": "smoke.testapp.dev/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": namespace},
+        "spec": spec,
+    }
+
+
+@pytest.fixture(scope="module")
+def widget_crd(cluster: LiveCluster) -> None:
+    cluster.apply(WIDGET_CRD)
+    cluster.kubectl(
+        "wait", "crd/widgets.smoke.testapp.dev", "--for=condition=Established", "--timeout=30s"
+    )
+
+
+def test_a_crd_schema_rejects_an_invalid_object(
+    cluster: LiveCluster, namespace: str, widget_crd: None
+) -> None:
+    result = cluster.apply(widget(namespace, size=42))
+
+    assert result.returncode != 0
+    assert "spec.size" in result.stderr
+    assert "should be less than or equal to 10" in result.stderr
+
+
+def test_server_side_apply_reports_a_conflict_between_field_managers(
+    cluster: LiveCluster, namespace: str, widget_crd: None
+) -> None:
+    body = json.dumps(widget(namespace, size=1, color="red"))
+    first = cluster.kubectl(
+        "apply", "--server-side", "--field-manager=alice", "-f", "-", input=body
+    )
+    changed = json.dumps(widget(namespace, size=2, color="blue"))
+
+    conflict = cluster.kubectl(
+        "apply", "--server-side", "--field-manager=bob", "-f", "-", input=changed, check=False
+    )
+
+    assert "serverside-applied" in first.stdout
+    assert conflict.returncode != 0
+    assert "conflict" in conflict.stderr.lower()
+    assert 'conflict with "alice"' in conflict.stderr
+    stored = cluster.get("widget", "w", "-n", namespace)
+    assert stored["spec"] == {"size": 1, "color": "red"}
