@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+# test-app image. Build:  docker build -f Dockerfile.app \
+#   --build-arg GIT_SHA=$(git rev-parse HEAD) --build-arg APP_VERSION=1.2.3 -t test-app:1.2.3 .
+#
+# Python 3.11, not 3.12: stock hug 2.6.1 imports distutils (removed in 3.12) and cgi (removed in
+# 3.13). The base is pinned by digest (python:3.11.16-slim-bookworm, multi-arch index); refresh
+# tag and digest together, e.g. with `docker buildx imagetools inspect python:3.11-slim-bookworm`.
+ARG PYTHON_IMAGE=python:3.11.16-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+
+# --- deps: the runtime packages in a virtualenv; the runtime stage copies it as is -------------
+FROM ${PYTHON_IMAGE} AS deps
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY requirements.txt ./
+# requirements.txt also lists the test runner; it stays out of the runtime virtualenv.
+RUN sed '/^pytest==/d' requirements.txt > runtime-requirements.txt \
+    && python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir -r runtime-requirements.txt
+
+# --- test: the unit tests against exactly those packages ----------------------------------------
+FROM deps AS test
+RUN /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+COPY app/ ./app/
+# Last instruction of the stage: the runtime stage copies the app from here, so no builder can
+# skip it and a failing test fails the build.
+RUN /opt/venv/bin/python -m pytest -q -p no:cacheprovider app
+
+# --- runtime ------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG GIT_SHA=unknown
+ARG APP_VERSION=0.0.0-dev
+ARG SOURCE_URL=""
+LABEL org.opencontainers.image.title="test-app" \
+      org.opencontainers.image.description="The hug web service released by testapp-operator" \
+      org.opencontainers.image.revision="${GIT_SHA}" \
+      org.opencontainers.image.version="${APP_VERSION}" \
+      org.opencontainers.image.source="${SOURCE_URL}"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    GIT_SHA=${GIT_SHA} \
+    APP_VERSION=${APP_VERSION} \
+    APP_NAME=test-app \
+    APP_ENV=dev \
+    BIND=0.0.0.0:8000
+COPY --from=deps /opt/venv /opt/venv
+WORKDIR /app
+COPY --from=test /src/app/app.py /src/app/accesslog.py /src/app/lifecycle.py /src/app/gunicorn.conf.py ./
+# A numeric UID (not a name) so Kubernetes' runAsNonRoot can verify it; it owns no file here.
+USER 10001:10001
+EXPOSE 8000
+# gunicorn is PID 1: it receives SIGTERM and drains (see gunicorn.conf.py); STOPSIGNAL says so.
+STOPSIGNAL SIGTERM
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:__hug_wsgi__"]
