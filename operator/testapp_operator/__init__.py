@@ -1,0 +1,26 @@
+"""testapp-operator: releases test-app from one cluster-scoped TestAppRelease per environment.
+
+Names shared by every module (the API contract lives in docs/design.md):
+- GROUP, VERSION, PLURAL, KIND, API_VERSION: the TestAppRelease resource.
+- FIELD_MANAGER: the field manager of every write.
+- APP, CONTAINER, HTTP_PORT: the fixed shape of what a release produces.
+- *_LABEL / *_ANNOTATION: keys the operator reads or writes.
+"""
+
+GROUP = "testapp.dev"
+VERSION = "v1"
+PLURAL = "testappreleases"
+KIND = "TestAppRelease"
+API_VERSION = f"{GROUP}/{VERSION}"
+FIELD_MANAGER = "testapp-operator"
+
+APP = "test-app"
+CONTAINER = "app"
+HTTP_PORT = 8000
+
+# On ControllerRevisions: which release owns it (label), what it was for and how it went.
+RELEASE_LABEL = f"{GROUP}/release"
+CHANGE_CAUSE_ANNOTATION = f"{GROUP}/change-cause"
+OUTCOME_ANNOTATION = f"{GROUP}/outcome"
+# On the Deployment's Pod template: the revision it runs.
+REVISION_ANNOTATION = f"{GROUP}/revision"

@@ -1,0 +1,252 @@
+"""The TestAppRelease spec as frozen values, parsed once (pure: no I/O).
+
+Public interface:
+- `Release.from_body(body) -> Release`: parse a TestAppRelease (dict as Kopf or the API gives it).
+  CRD defaults are filled in when absent (an object stored before a field existed).
+- `Release.snapshot -> Snapshot`: the Pod-template inputs the spec asks for.
+- `Snapshot(image, tag, labels, resources)`: what a revision records; `to_data()` / `from_data()`
+  give and read the ControllerRevision `data`. Labels and resources are sorted tuples, so two
+  snapshots are equal exactly when they would render the same Pod template.
+- `Resources(requests, limits)`: container requests/limits as sorted (name, quantity) pairs.
+- `ReleaseError(field, message)`: bad input that slipped past the API server (an older CRD, a
+  hand-made ControllerRevision); `str()` names the field, e.g. "spec.tag: must match ...".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from testapp_operator import CHANGE_CAUSE_ANNOTATION
+
+ENVS = ("dev", "stg", "ppd", "prd")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# A ':' with no '/' after it is a tag in the last path segment ("host:5000/app" is fine).
+IMAGE_TAG_RE = re.compile(r":[^/]*$")
+LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+MAX_LABELS = 32
+# Keys the operator owns on every object it produces; a release may not override them.
+RESERVED_LABELS = ("app", "env")
+RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "pod-security.kubernetes.io/")
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+class ReleaseError(ValueError):
+    """A field holds a value the operator cannot use; retrying will not fix it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Container resource requests and limits, as sorted (resource name, quantity) pairs."""
+
+    requests: Pairs = ()
+    limits: Pairs = ()
+
+    @classmethod
+    def from_data(cls, data: Any, where: str) -> Resources:
+        obj = _mapping(data, where)
+        unknown = sorted(set(obj) - {"requests", "limits"})
+        if unknown:
+            raise ReleaseError(where, f"only requests and limits are supported, not {unknown}")
+        return cls(
+            requests=_quantities(obj.get("requests", {}), f"{where}.requests"),
+            limits=_quantities(obj.get("limits", {}), f"{where}.limits"),
+        )
+
+    def to_data(self) -> dict[str, dict[str, str]]:
+        data = {"requests": dict(self.requests), "limits": dict(self.limits)}
+        return {key: value for key, value in data.items() if value}
+
+
+DEFAULT_RESOURCES = Resources(
+    requests=(("cpu", "50m"), ("memory", "64Mi")),
+    limits=(("cpu", "500m"), ("memory", "256Mi")),
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The Pod-template inputs of one revision: image, tag, labels, resources (not replicas)."""
+
+    image: str
+    tag: str
+    labels: Pairs = ()
+    resources: Resources = field(default_factory=Resources)
+
+    @property
+    def image_ref(self) -> str:
+        """The full image reference, `image:tag`."""
+        return f"{self.image}:{self.tag}"
+
+    def to_data(self) -> dict[str, Any]:
+        """The ControllerRevision `data`: plain JSON with sorted keys."""
+        return {
+            "image": self.image,
+            "tag": self.tag,
+            "labels": dict(self.labels),
+            "resources": self.resources.to_data(),
+        }
+
+    @classmethod
+    def from_data(cls, data: Any) -> Snapshot:
+        """Read a ControllerRevision `data`; raises ReleaseError naming the bad `data.*` field."""
+        obj = _mapping(data, "data")
+        return cls(
+            image=_image(obj.get("image"), "data.image"),
+            tag=_tag(obj.get("tag"), "data.tag"),
+            labels=_labels(obj.get("labels", {}), "data.labels"),
+            resources=Resources.from_data(obj.get("resources", {}), "data.resources"),
+        )
+
+
+@dataclass(frozen=True)
+class Release:
+    """One TestAppRelease: identity, the desired snapshot and how to roll it out."""
+
+    name: str
+    uid: str
+    generation: int
+    env: str
+    image: str
+    tag: str
+    replicas: int = 1
+    labels: Pairs = ()
+    pin: int | None = None
+    history_limit: int = 10
+    progress_deadline_seconds: int = 180
+    resources: Resources = DEFAULT_RESOURCES
+    paused: bool = False
+    change_cause: str = ""
+
+    @property
+    def namespace(self) -> str:
+        """Every object a release produces lives in a namespace named after it."""
+        return self.name
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """What the spec asks to run now (deployed only when neither pinned nor paused)."""
+        return Snapshot(self.image, self.tag, self.labels, self.resources)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Release:
+        """Parse a TestAppRelease body; raises ReleaseError naming the first bad field."""
+        metadata = _mapping(body.get("metadata", {}), "metadata")
+        spec = _mapping(body.get("spec"), "spec")
+        annotations = _mapping(metadata.get("annotations") or {}, "metadata.annotations")
+        env = spec.get("env")
+        if env not in ENVS:
+            raise ReleaseError("spec.env", f"must be one of {', '.join(ENVS)}, not {env!r}")
+        pin = spec.get("revision")
+        return cls(
+            name=_string(metadata.get("name"), "metadata.name"),
+            uid=_string(metadata.get("uid"), "metadata.uid"),
+            generation=_integer(metadata.get("generation", 0), "metadata.generation", 0, None),
+            env=env,
+            image=_image(spec.get("image"), "spec.image"),
+            tag=_tag(spec.get("tag"), "spec.tag"),
+            replicas=_integer(spec.get("replicas", 1), "spec.replicas", 0, 100),
+            labels=_labels(spec.get("labels") or {}, "spec.labels"),
+            pin=None if pin is None else _integer(pin, "spec.revision", 1, None),
+            history_limit=_integer(
+                spec.get("revisionHistoryLimit", 10), "spec.revisionHistoryLimit", 1, 100
+            ),
+            progress_deadline_seconds=_integer(
+                spec.get("progressDeadlineSeconds", 180), "spec.progressDeadlineSeconds", 10, 3600
+            ),
+            resources=(
+                Resources.from_data(spec["resources"], "spec.resources")
+                if spec.get("resources") is not None
+                else DEFAULT_RESOURCES
+            ),
+            paused=_boolean(spec.get("paused", False), "spec.paused"),
+            change_cause=_string(
+                annotations.get(CHANGE_CAUSE_ANNOTATION, ""), "metadata.annotations", empty=True
+            ),
+        )
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ReleaseError(where, f"must be an object, not {type(value).__name__}")
+    return value
+
+
+def _string(value: Any, where: str, *, empty: bool = False) -> str:
+    if not isinstance(value, str) or (not empty and not value):
+        raise ReleaseError(where, f"must be a non-empty string, not {value!r}")
+    return value
+
+
+def _integer(value: Any, where: str, low: int, high: int | None) -> int:
+    # bool is an int in Python but never a valid count.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ReleaseError(where, f"must be an integer, not {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ReleaseError(where, f"must be {bounds}, not {value}")
+    return value
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ReleaseError(where, f"must be true or false, not {value!r}")
+    return value
+
+
+def _image(value: Any, where: str) -> str:
+    image = _string(value, where)
+    if "@" in image or IMAGE_TAG_RE.search(image):
+        raise ReleaseError(where, f"must be a repository without tag or digest, not {image!r}")
+    return image
+
+
+def _tag(value: Any, where: str) -> str:
+    tag = _string(value, where)
+    if not TAG_RE.match(tag):
+        raise ReleaseError(where, f"must match {TAG_RE.pattern}, not {tag!r}")
+    return tag
+
+
+def _labels(value: Any, where: str) -> Pairs:
+    labels = _mapping(value, where)
+    if len(labels) > MAX_LABELS:
+        raise ReleaseError(where, f"at most {MAX_LABELS} labels, not {len(labels)}")
+    for key, val in labels.items():
+        if not _valid_label_key(key):
+            raise ReleaseError(f"{where}[{key}]", "is not a valid label key")
+        if key in RESERVED_LABELS or key.startswith(RESERVED_LABEL_PREFIXES):
+            raise ReleaseError(f"{where}[{key}]", "is set by the operator and cannot be overridden")
+        if not isinstance(val, str) or not LABEL_VALUE_RE.match(val):
+            raise ReleaseError(f"{where}[{key}]", f"{val!r} is not a valid label value")
+    return tuple(sorted(labels.items()))
+
+
+def _valid_label_key(key: Any) -> bool:
+    if not isinstance(key, str):
+        return False
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (len(prefix) > 253 or not LABEL_PREFIX_RE.match(prefix)):
+        return False
+    return bool(LABEL_NAME_RE.match(name))
+
+
+def _quantities(value: Any, where: str) -> Pairs:
+    quantities = _mapping(value, where)
+    pairs = []
+    for name, quantity in quantities.items():
+        # The API server accepts int-or-string quantities; a revision stores them as strings.
+        if isinstance(quantity, bool) or not isinstance(quantity, int | float | str):
+            raise ReleaseError(f"{where}.{name}", f"must be a quantity, not {quantity!r}")
+        pairs.append((name, str(quantity)))
+    return tuple(sorted(pairs))
