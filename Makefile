@@ -53,3 +53,96 @@ demo: cluster-up ## The main job: start everything and show it working
 	@echo "  $$(make -s cluster-env)"
 	@echo "  kubectl get nodes"
 	@echo "Stop it with: make cluster-down"
+
+# --- Delivery: images, rendered manifests, releases. The GitLab jobs call exactly these targets
+# (see .gitlab-ci.yml and docs/delivery.md), so a person can run the same step by hand.
+ENVS := dev stg ppd prd
+KUBECTL ?= kubectl
+DOCKER ?= docker
+# Image registry path. CI composes it from GCP_REGION and GCP_PROJECT (Artifact Registry); empty:
+# `make image` builds local names and `make deploy` keeps the release's image repository.
+REGISTRY ?= $(if $(and $(GCP_REGION),$(GCP_PROJECT)),$(GCP_REGION)-docker.pkg.dev/$(GCP_PROJECT)/test-app)
+APP_IMAGE ?= $(if $(REGISTRY),$(REGISTRY)/)test-app
+OPERATOR_IMAGE ?= $(if $(REGISTRY),$(REGISTRY)/)testapp-operator
+GIT_SHA ?= $(shell git rev-parse HEAD 2>/dev/null)
+APP_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+# Images are tagged with the commit SHA, plus EXTRA_TAGS (CI adds the tag name on tag pipelines).
+EXTRA_TAGS ?=
+# The release's image repository for `make deploy`/`make manifests` (empty: keep the overlay's).
+IMAGE ?= $(if $(REGISTRY),$(APP_IMAGE))
+# Optional: CAUSE (change-cause; default from the GitLab CI variables), TIMEOUT (seconds to wait),
+# REVISION (rollback target), OUT (file for `make manifests`).
+export CAUSE
+GITLAB_CI_LOCAL := node_modules/.bin/gitlab-ci-local
+
+# Stop with a clear message when a variable a target needs is missing or malformed.
+why_ENV := the environment, one of $(ENVS)
+why_TAG := the image tag to deploy, e.g. TAG=$(GIT_SHA)
+why_REGISTRY := where images go, e.g. REGISTRY=<region>-docker.pkg.dev/<project>/test-app (or set GCP_REGION and GCP_PROJECT)
+why_GIT_SHA := the commit the images are built from (not a git checkout? pass GIT_SHA=...)
+guard-%: FORCE
+	@if [ -z "$($*)" ]; then echo "make $(MAKECMDGOALS): $* is required: $(why_$*)" >&2; exit 2; fi
+guard-ENV: FORCE
+	@case " $(ENVS) " in *" $(ENV) "*) ;; \
+	  *) echo "make $(MAKECMDGOALS): ENV must be $(why_ENV) (got '$(ENV)')" >&2; exit 2;; esac
+guard-TAG: FORCE
+	@[[ "$(TAG)" =~ ^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$$ ]] \
+	  || { echo "make $(MAKECMDGOALS): TAG is required: $(why_TAG) (got '$(TAG)', not an OCI tag)" >&2; exit 2; }
+guard-IMAGE: FORCE
+	@[[ -z "$(IMAGE)" || "$(IMAGE)" =~ ^[a-z0-9][a-z0-9._/:-]*$$ && "$(IMAGE)" != *@* ]] \
+	  || { echo "make $(MAKECMDGOALS): IMAGE '$(IMAGE)' is not an image repository (no tag, no digest)" >&2; exit 2; }
+.PHONY: FORCE
+FORCE:
+
+.PHONY: image
+image: guard-GIT_SHA ## Build the app and operator images (their tests run inside the build), tagged with the commit SHA
+	$(DOCKER) build -f Dockerfile.app --build-arg GIT_SHA=$(GIT_SHA) --build-arg APP_VERSION=$(APP_VERSION) \
+	  $(foreach t,$(GIT_SHA) $(EXTRA_TAGS),-t $(APP_IMAGE):$(t)) .
+	$(DOCKER) build -f Dockerfile.operator --build-arg GIT_SHA=$(GIT_SHA) --build-arg APP_VERSION=$(APP_VERSION) \
+	  $(foreach t,$(GIT_SHA) $(EXTRA_TAGS),-t $(OPERATOR_IMAGE):$(t)) .
+
+.PHONY: push
+push: guard-REGISTRY image ## Build and push both images to REGISTRY (tags: the commit SHA and EXTRA_TAGS)
+	for tag in $(GIT_SHA) $(EXTRA_TAGS); do \
+	  $(DOCKER) push $(APP_IMAGE):$$tag && $(DOCKER) push $(OPERATOR_IMAGE):$$tag || exit 1; done
+
+.PHONY: manifests
+manifests: guard-ENV guard-TAG guard-IMAGE ## Render k8s/overlays/ENV with spec.tag=TAG (and spec.image=IMAGE) to stdout or OUT=file
+	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	{ printf '[{"op": "add", "path": "/spec/tag", "value": "%s"}' '$(TAG)'; \
+	  if [ -n '$(IMAGE)' ]; then printf ', {"op": "add", "path": "/spec/image", "value": "%s"}' '$(IMAGE)'; fi; \
+	  echo ']'; } > "$$tmp/release.json"; \
+	printf '%s\n' 'apiVersion: kustomize.config.k8s.io/v1beta1' 'kind: Kustomization' \
+	  'resources: ["$(CURDIR)/k8s/overlays/$(ENV)"]' \
+	  'patches: [{path: release.json, target: {group: testapp.dev, kind: TestAppRelease}}]' \
+	  > "$$tmp/kustomization.yaml"; \
+	$(KUBECTL) kustomize "$$tmp" $(if $(OUT),> "$(OUT)")
+
+.PHONY: deploy
+deploy: guard-ENV guard-TAG guard-IMAGE venv ## Deploy TAG to ENV: new tag, no pin, change-cause; wait for Ready at the new revision
+	@set -euo pipefail; \
+	if [ -z "$$($(KUBECTL) get testappreleases.testapp.dev test-app-$(ENV) --ignore-not-found -o name)" ]; then \
+	  echo "test-app-$(ENV) does not exist yet: creating it from k8s/overlays/$(ENV)"; \
+	  $(MAKE) --no-print-directory -s manifests OUT= | $(KUBECTL) apply -f -; fi
+	$(BIN)/kubectl-testapp deploy $(ENV) --tag $(TAG) $(if $(IMAGE),--image $(IMAGE)) \
+	  $(if $(CAUSE),--cause "$$CAUSE") $(if $(TIMEOUT),--timeout $(TIMEOUT))
+
+.PHONY: rollback
+rollback: guard-ENV venv ## Pin ENV to its previous Ready revision (or REVISION=n) and wait for Ready
+	$(BIN)/kubectl-testapp rollback $(ENV) $(if $(REVISION),--to-revision $(REVISION)) \
+	  $(if $(TIMEOUT),--timeout $(TIMEOUT))
+
+.PHONY: history
+history: guard-ENV venv ## The revisions of ENV's release, newest first (* marks the deployed one)
+	$(BIN)/kubectl-testapp history $(ENV)
+
+.PHONY: install-operator
+install-operator: ## Install or update the CRD, RBAC and the operator Deployment (kubectl apply -k k8s/operator)
+	$(KUBECTL) apply --server-side -k k8s/operator
+
+$(GITLAB_CI_LOCAL): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: node-modules
+node-modules: $(GITLAB_CI_LOCAL) ## Install the npm tools (gitlab-ci-local) from package-lock.json
