@@ -23,14 +23,12 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-GROUP = "testapp.dev"
-VERSION = "v1"
-PLURAL = "testappreleases"
-KIND = "testapprelease"
-CHANGE_CAUSE = "testapp.dev/change-cause"
-RELEASE_LABEL = "testapp.dev/release"
-NAME_PREFIX = "test-app-"
-ENV_ORDER = ("dev", "stg", "ppd", "prd")
+from testapp_operator import APP, CHANGE_CAUSE_ANNOTATION, GROUP, PLURAL, RELEASE_LABEL, VERSION
+from testapp_operator.release import ENVS
+
+KIND = "testapprelease"  # as kubectl names it in messages: "testapprelease test-app-dev"
+NAME_PREFIX = f"{APP}-"
+FIELD_MANAGER = "kubectl-testapp"
 POLL_SECONDS = 1.0
 
 Body = Mapping[str, Any]
@@ -72,7 +70,7 @@ def deploy_patch(tag: str, cause: str, image: str | None = None) -> dict[str, An
     spec: dict[str, Any] = {"tag": tag, "revision": None}
     if image is not None:
         spec["image"] = image
-    return {"metadata": {"annotations": {CHANGE_CAUSE: cause}}, "spec": spec}
+    return {"metadata": {"annotations": {CHANGE_CAUSE_ANNOTATION: cause}}, "spec": spec}
 
 
 def pin_patch(revision: int | None) -> dict[str, Any]:
@@ -302,7 +300,7 @@ def human_age(created: str | None, now: datetime) -> str:
 
 def _env_rank(body: Body) -> tuple[int, str]:
     env = (body.get("spec") or {}).get("env") or env_of(body["metadata"]["name"])
-    rank = ENV_ORDER.index(env) if env in ENV_ORDER else len(ENV_ORDER)
+    rank = ENVS.index(env) if env in ENVS else len(ENVS)
     return rank, body["metadata"]["name"]
 
 
@@ -473,7 +471,7 @@ class Kube:
                 PLURAL,
                 name,
                 dict(patch),
-                field_manager="kubectl-testapp",
+                field_manager=FIELD_MANAGER,
                 _content_type="application/merge-patch+json",
             )
         except ApiException as error:

@@ -1,0 +1,621 @@
+"""The pure half of `kubectl testapp`: names, patches, rollback choice, wait verdicts, output."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+from testapp_operator import cli
+from testapp_operator.cli import FAILED, SUCCEEDED, WAITING, CliError, Goal, Verdict
+
+NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def entry(revision: int, tag: str, outcome: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "revision": revision,
+        "tag": tag,
+        "image": "registry.local/test-app",
+        "created": f"2025-06-01T10:0{revision}:00Z",
+        "changeCause": f"cause {revision}",
+        "outcome": outcome,
+        **extra,
+    }
+
+
+def condition(kind: str, status: str, reason: str, message: str = "", generation: int = 1):
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
+
+
+def release(
+    env: str = "dev",
+    *,
+    generation: int = 1,
+    observed: int | None = None,
+    phase: str = "Ready",
+    revision: int | None = 3,
+    tag: str = "v3",
+    history: list[dict[str, Any]] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+    pinned: bool = False,
+    **status_extra: Any,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "observedGeneration": generation if observed is None else observed,
+        "phase": phase,
+        "readyReplicas": 1,
+        "pinned": pinned,
+        "conditions": conditions or [],
+        "history": history if history is not None else [entry(3, "v3", "Ready")],
+        **status_extra,
+    }
+    if revision is not None:
+        status["revision"] = revision
+        status.setdefault("image", f"registry.local/test-app:{tag}")
+    return {
+        "metadata": {
+            "name": f"test-app-{env}",
+            "generation": generation,
+            "creationTimestamp": "2025-06-01T11:55:00Z",
+        },
+        "spec": {"env": env, "image": "registry.local/test-app", "tag": tag, "replicas": 2},
+        "status": status,
+    }
+
+
+# --- names, causes, patches ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [("dev", "test-app-dev"), ("prd", "test-app-prd"), ("test-app-stg", "test-app-stg")],
+)
+def test_an_env_or_a_full_name_names_the_release(given: str, name: str) -> None:
+    assert cli.release_name(given) == name
+
+
+def test_env_of_strips_the_release_prefix() -> None:
+    assert cli.env_of("test-app-ppd") == "ppd"
+
+
+def test_default_cause_outside_ci_names_the_user() -> None:
+    assert cli.default_cause({"USER": "alice"}) == "kubectl-testapp deploy by alice"
+
+
+def test_default_cause_without_any_user_says_unknown() -> None:
+    assert cli.default_cause({}) == "kubectl-testapp deploy by unknown"
+
+
+def test_default_cause_in_gitlab_names_commit_user_and_pipeline() -> None:
+    environ = {
+        "CI_COMMIT_SHORT_SHA": "1a2b3c4d",
+        "CI_COMMIT_SHA": "1a2b3c4d" + "0" * 32,
+        "GITLAB_USER_LOGIN": "bob",
+        "CI_PIPELINE_URL": "https://gitlab.example/g/p/-/pipelines/42",
+        "USER": "runner",
+    }
+    assert cli.default_cause(environ) == (
+        "commit 1a2b3c4d by bob, pipeline https://gitlab.example/g/p/-/pipelines/42"
+    )
+
+
+def test_default_cause_falls_back_to_the_full_sha_without_the_short_one() -> None:
+    assert cli.default_cause({"CI_COMMIT_SHA": "f" * 40}) == f"commit {'f' * 40}"
+
+
+def test_default_cause_with_only_a_pipeline_url() -> None:
+    assert cli.default_cause({"CI_PIPELINE_URL": "https://ci/1"}) == "deploy, pipeline https://ci/1"
+
+
+def test_deploy_patch_sets_tag_clears_pin_and_records_cause_in_one_patch() -> None:
+    assert cli.deploy_patch("v4", "why") == {
+        "metadata": {"annotations": {"testapp.dev/change-cause": "why"}},
+        "spec": {"tag": "v4", "revision": None},
+    }
+
+
+def test_deploy_patch_sets_the_image_only_when_given() -> None:
+    patch = cli.deploy_patch("v4", "why", image="other.local/test-app")
+    assert patch["spec"] == {"tag": "v4", "revision": None, "image": "other.local/test-app"}
+
+
+def test_pin_patch_pins_and_unpins() -> None:
+    assert cli.pin_patch(2) == {"spec": {"revision": 2}}
+    assert cli.pin_patch(None) == {"spec": {"revision": None}}
+    # JSON null is what makes a merge patch delete the field.
+    assert json.dumps(cli.pin_patch(None)) == '{"spec": {"revision": null}}'
+
+
+@pytest.mark.parametrize(
+    ("ref", "split"),
+    [
+        ("registry.local/test-app:v1", ("registry.local/test-app", "v1")),
+        ("registry.local:5000/test-app:v1", ("registry.local:5000/test-app", "v1")),
+        ("registry.local:5000/test-app", ("registry.local:5000/test-app", None)),
+        ("test-app", ("test-app", None)),
+    ],
+)
+def test_split_image_tells_a_tag_from_a_registry_port(ref: str, split: tuple) -> None:
+    assert cli.split_image(ref) == split
+
+
+# --- rollback and promote choices ------------------------------------------------------------
+
+
+def test_rollback_picks_the_newest_ready_revision_other_than_the_deployed_one() -> None:
+    history = [entry(5, "v5", "Ready"), entry(4, "v4", "Failed"), entry(3, "v3", "Ready")]
+    assert cli.rollback_target(release(revision=5, history=history)) == 3
+
+
+def test_rollback_skips_failed_and_superseded_revisions() -> None:
+    history = [
+        entry(6, "v6", "Progressing"),
+        entry(5, "v5", "Superseded"),
+        entry(4, "v4", "Failed"),
+        entry(2, "v2", "Ready"),
+    ]
+    assert cli.rollback_target(release(revision=6, history=history)) == 2
+
+
+def test_rollback_reads_history_by_revision_number_not_by_order() -> None:
+    history = [entry(2, "v2", "Ready"), entry(4, "v4", "Ready"), entry(5, "v5", "Ready")]
+    assert cli.rollback_target(release(revision=5, history=history)) == 4
+
+
+def test_rollback_from_an_auto_rolled_back_release_goes_further_back() -> None:
+    # Revision 5 failed and the operator runs 4 again: "rollback" means the one before 4.
+    history = [entry(5, "v5", "Failed"), entry(4, "v4", "Ready"), entry(3, "v3", "Ready")]
+    assert cli.rollback_target(release(revision=4, history=history)) == 3
+
+
+def test_rollback_without_a_ready_alternative_names_the_release_and_history() -> None:
+    history = [entry(2, "v2", "Ready"), entry(1, "v1", "Failed")]
+    with pytest.raises(CliError) as raised:
+        cli.rollback_target(release("stg", revision=2, history=history))
+    message = str(raised.value)
+    assert "testapprelease test-app-stg" in message
+    assert "deployed revision 2" in message
+    assert "2 (Ready), 1 (Failed)" in message
+
+
+def test_rollback_to_a_revision_in_history_pins_it_whatever_its_outcome() -> None:
+    history = [entry(3, "v3", "Ready"), entry(2, "v2", "Failed")]
+    assert cli.rollback_target(release(history=history), to_revision=2) == 2
+
+
+def test_rollback_to_a_revision_not_in_history_lists_what_exists() -> None:
+    history = [entry(3, "v3", "Ready"), entry(2, "v2", "Ready")]
+    with pytest.raises(CliError) as raised:
+        cli.rollback_target(release(history=history), to_revision=9)
+    assert str(raised.value) == (
+        "testapprelease test-app-dev has no revision 9 in its history "
+        "(revisions: 3 (Ready), 2 (Ready))"
+    )
+
+
+def test_rollback_with_empty_history_says_none() -> None:
+    with pytest.raises(CliError, match=r"revisions: none"):
+        cli.rollback_target(release(revision=None, history=[]))
+
+
+def test_promote_takes_the_deployed_revision_not_spec_tag() -> None:
+    # Pinned to 2 while spec.tag says v3: what runs is v2.
+    history = [entry(3, "v3", "Superseded"), entry(2, "v2", "Ready")]
+    body = release(revision=2, tag="v3", history=history, image="registry.local/test-app:v2")
+    assert cli.promote_source(body) == cli.Source(
+        revision=2, image="registry.local/test-app", tag="v2"
+    )
+
+
+def test_promote_strips_a_tag_from_the_history_image() -> None:
+    history = [entry(3, "v3", "Ready", image="registry.local:5000/test-app:v3")]
+    assert cli.promote_source(release(history=history)).image == "registry.local:5000/test-app"
+
+
+def test_promote_refuses_a_revision_that_was_never_ready() -> None:
+    history = [entry(3, "v3", "Progressing")]
+    with pytest.raises(CliError, match=r"test-app-dev revision 3 is Progressing, not Ready"):
+        cli.promote_source(release(phase="Progressing", history=history))
+
+
+def test_promote_refuses_a_release_with_nothing_deployed() -> None:
+    with pytest.raises(CliError, match=r"testapprelease test-app-dev has no deployed revision"):
+        cli.promote_source(release(revision=None, history=[]))
+
+
+# --- wait verdicts -------------------------------------------------------------------------
+
+
+def test_a_write_not_yet_observed_waits_even_if_the_old_status_looks_final() -> None:
+    body = release(generation=5, observed=4, phase="Degraded", tag="v4")
+    verdict = cli.judge(body, Goal(5, tag="v4"))
+    assert verdict == Verdict(WAITING, "waiting for the operator to observe generation 5")
+
+
+def test_deploy_succeeds_when_observed_ready_and_running_the_tag() -> None:
+    body = release(generation=5, revision=4, tag="v4", history=[entry(4, "v4", "Ready")])
+    verdict = cli.judge(body, Goal(5, tag="v4"))
+    assert verdict == Verdict(SUCCEEDED, "revision 4 is Ready, image registry.local/test-app:v4")
+
+
+def test_deploy_waits_while_ready_on_another_tag() -> None:
+    body = release(generation=5, tag="v3")
+    assert cli.judge(body, Goal(5, tag="v4")).state == WAITING
+
+
+def test_deploy_waits_while_progressing() -> None:
+    body = release(generation=5, phase="Progressing", tag="v4")
+    assert cli.judge(body, Goal(5, tag="v4")).state == WAITING
+
+
+def test_a_tag_match_needs_the_whole_tag() -> None:
+    body = release(generation=5, tag="v14")
+    assert cli.judge(body, Goal(5, tag="4")).state == WAITING
+
+
+def test_degraded_phase_fails_with_the_ready_message() -> None:
+    conditions = [condition("Ready", "False", "RolloutInProgress", "1 of 2 updated", 5)]
+    body = release(generation=5, phase="Degraded", tag="v4", conditions=conditions)
+    assert cli.judge(body, Goal(5, tag="v4")) == Verdict(FAILED, "1 of 2 updated")
+
+
+def test_degraded_condition_fails_with_its_message() -> None:
+    conditions = [condition("Degraded", "True", "RolledBack", "revision 4 failed, 3 runs", 5)]
+    body = release(generation=5, phase="Degraded", conditions=conditions)
+    assert cli.judge(body, Goal(5, tag="v4")) == Verdict(FAILED, "revision 4 failed, 3 runs")
+
+
+def test_progress_deadline_on_the_ready_condition_fails() -> None:
+    conditions = [condition("Ready", "False", "ProgressDeadlineExceeded", "deadline hit", 5)]
+    body = release(generation=5, phase="Progressing", tag="v4", conditions=conditions)
+    assert cli.judge(body, Goal(5, tag="v4")) == Verdict(FAILED, "deadline hit")
+
+
+def test_conditions_from_an_older_generation_do_not_fail_a_new_write() -> None:
+    conditions = [condition("Degraded", "True", "RolledBack", "old failure", generation=4)]
+    body = release(generation=5, phase="Progressing", tag="v4", conditions=conditions)
+    assert cli.judge(body, Goal(5, tag="v4")).state == WAITING
+
+
+def test_a_missing_pinned_revision_fails() -> None:
+    conditions = [condition("Pinned", "False", "RevisionNotFound", "no revision 9", 5)]
+    body = release(generation=5, conditions=conditions)
+    assert cli.judge(body, Goal(5, revision=9)) == Verdict(FAILED, "no revision 9")
+
+
+def test_a_paused_release_fails_instead_of_waiting_forever() -> None:
+    body = release(generation=5, phase="Paused", tag="v3")
+    verdict = cli.judge(body, Goal(5, tag="v4"))
+    assert verdict.state == FAILED
+    assert "spec.paused" in verdict.message
+
+
+def test_a_failed_revision_of_the_tag_fails_even_when_the_old_one_is_ready() -> None:
+    history = [entry(4, "v4", "Failed"), entry(3, "v3", "Ready")]
+    body = release(generation=5, revision=3, tag="v3", history=history)
+    verdict = cli.judge(body, Goal(5, tag="v4"))
+    assert verdict == Verdict(
+        FAILED, "revision 4 (tag v4) failed; running revision 3 (registry.local/test-app:v3)"
+    )
+
+
+def test_rollback_succeeds_when_the_pinned_revision_is_ready() -> None:
+    body = release(generation=6, revision=2, tag="v2", pinned=True)
+    assert cli.judge(body, Goal(6, revision=2)).state == SUCCEEDED
+
+
+def test_rollback_waits_while_another_revision_runs() -> None:
+    body = release(generation=6, revision=3, pinned=True)
+    assert cli.judge(body, Goal(6, revision=2)).state == WAITING
+
+
+def test_unpin_succeeds_once_ready_and_not_pinned() -> None:
+    assert cli.judge(release(generation=7), Goal(7)).state == SUCCEEDED
+    assert cli.judge(release(generation=7, pinned=True), Goal(7)).state == WAITING
+
+
+def test_progress_line_shows_phase_revision_replicas_image_and_message() -> None:
+    conditions = [condition("Ready", "False", "RolloutInProgress", "deploying revision 4")]
+    body = release(phase="Progressing", revision=4, tag="v4", conditions=conditions)
+    assert cli.progress_line(body) == (
+        "phase Progressing, revision 4, ready 1/2, image registry.local/test-app:v4: "
+        "deploying revision 4"
+    )
+
+
+def test_progress_line_of_a_release_without_status() -> None:
+    body = {"metadata": {"name": "test-app-dev"}, "spec": {}}
+    assert cli.progress_line(body) == "phase -, revision -, ready 0/-, image -"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def run_wait(bodies: list[Any], goal: Goal, timeout: float = 10) -> tuple[Verdict, list[str]]:
+    """wait_for over a scripted sequence of reads; the last one repeats."""
+    clock, lines = FakeClock(), []
+
+    def read() -> Any:
+        body = bodies.pop(0) if len(bodies) > 1 else bodies[0]
+        if isinstance(body, Exception):
+            raise body
+        return body
+
+    verdict = cli.wait_for(read, goal, timeout, lines.append, clock=clock, sleep=clock.sleep)
+    return verdict, lines
+
+
+def test_wait_emits_one_line_per_change_and_returns_success() -> None:
+    progressing = release(generation=2, phase="Progressing", tag="v4")
+    bodies = [
+        release(generation=2, observed=1),
+        release(generation=2, observed=1),
+        progressing,
+        progressing,
+        progressing,
+        release(generation=2, tag="v4"),
+    ]
+    verdict, lines = run_wait(bodies, Goal(2, tag="v4"))
+    assert verdict.state == SUCCEEDED
+    assert lines == [
+        "waiting for the operator to observe generation 2",
+        "phase Progressing, revision 3, ready 1/2, image registry.local/test-app:v4",
+    ]
+
+
+def test_wait_times_out_with_the_last_phase_and_message() -> None:
+    conditions = [condition("Ready", "False", "RolloutInProgress", "0 of 2 ready", 2)]
+    body = release(generation=2, phase="Progressing", tag="v4", conditions=conditions)
+    verdict, _ = run_wait([body], Goal(2, tag="v4"), timeout=3)
+    assert verdict == Verdict(
+        FAILED,
+        "timed out after 3s; last seen: phase Progressing, revision 3, ready 1/2, "
+        "image registry.local/test-app:v4: 0 of 2 ready",
+    )
+
+
+def test_wait_never_sleeps_past_its_deadline() -> None:
+    clock = FakeClock()
+    body = release(generation=2, phase="Progressing")
+    cli.wait_for(lambda: body, Goal(2), 2.5, lambda _: None, clock=clock, sleep=clock.sleep)
+    assert clock.sleeps == [1.0, 1.0, 0.5]
+
+
+def test_wait_retries_transient_errors_until_the_release_is_ready() -> None:
+    bodies = [cli.TransientError("503 Service Unavailable"), release(generation=2, tag="v4")]
+    verdict, lines = run_wait(bodies, Goal(2, tag="v4"))
+    assert verdict.state == SUCCEEDED
+    assert lines == ["retrying: 503 Service Unavailable"]
+
+
+def test_wait_returns_a_failure_at_once() -> None:
+    conditions = [condition("Degraded", "True", "ProgressDeadlineExceeded", "rev 4 stuck", 2)]
+    verdict, lines = run_wait(
+        [release(generation=2, phase="Degraded", conditions=conditions)], Goal(2, tag="v4")
+    )
+    assert verdict == Verdict(FAILED, "rev 4 stuck")
+    assert lines == []
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def test_table_aligns_columns_kubectl_style() -> None:
+    table = cli.format_table(("A", "LONGER"), [("xx", None), ("y", 3)])
+    assert table.splitlines() == ["A    LONGER", "xx   -", "y    3"]
+
+
+@pytest.mark.parametrize(
+    ("ago", "age"),
+    [
+        (timedelta(seconds=5), "5s"),
+        (timedelta(seconds=119), "119s"),
+        (timedelta(minutes=3, seconds=20), "3m20s"),
+        (timedelta(minutes=4), "4m"),
+        (timedelta(minutes=42), "42m"),
+        (timedelta(hours=5, minutes=7), "5h7m"),
+        (timedelta(hours=5), "5h"),
+        (timedelta(hours=30), "30h"),
+        (timedelta(days=3, hours=2), "3d2h"),
+        (timedelta(days=3), "3d"),
+        (timedelta(days=100), "100d"),
+        (timedelta(days=800), "2y"),
+        (timedelta(seconds=-5), "0s"),
+    ],
+)
+def test_age_reads_like_kubectl(ago: timedelta, age: str) -> None:
+    created = (NOW - ago).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert cli.human_age(created, NOW) == age
+
+
+def test_age_of_nothing_is_a_dash() -> None:
+    assert cli.human_age(None, NOW) == "-"
+
+
+def test_status_lists_environments_in_pipeline_order_with_what_runs() -> None:
+    pinned = release("stg", revision=2, tag="v2", pinned=True, phase="Ready")
+    pinned["spec"]["tag"] = "v3"  # spec moved on, the pin keeps v2 running
+    fresh = release("prd", revision=None, phase="Progressing", readyReplicas=0)
+    records = cli.status_records([fresh, release("dev"), pinned])
+    assert [r["env"] for r in records] == ["dev", "stg", "prd"]
+    assert records[1] == {
+        "name": "test-app-stg",
+        "env": "stg",
+        "tag": "v2",
+        "image": "registry.local/test-app:v2",
+        "revision": 2,
+        "readyReplicas": 1,
+        "desiredReplicas": 2,
+        "pinned": True,
+        "phase": "Ready",
+        "created": "2025-06-01T11:55:00Z",
+    }
+    assert cli.status_table(records, NOW).splitlines() == [
+        "ENV   TAG   REVISION   READY   PINNED   PHASE         AGE",
+        "dev   v3    3          1/2     false    Ready         5m",
+        "stg   v2    2          1/2     true     Ready         5m",
+        "prd   -     -          0/2     false    Progressing   5m",
+    ]
+
+
+def test_status_puts_unknown_environments_last_by_name() -> None:
+    odd = release("qa")
+    odd["spec"]["env"] = "qa"
+    records = cli.status_records([odd, release("prd"), release("dev")])
+    assert [r["name"] for r in records] == ["test-app-dev", "test-app-prd", "test-app-qa"]
+
+
+def test_history_marks_the_deployed_revision() -> None:
+    history = [entry(3, "v3", "Ready"), entry(4, "v4", "Failed"), entry(2, "v2", "Superseded")]
+    records = cli.history_records(release(revision=3, history=history))
+    assert [(r["revision"], r["deployed"]) for r in records] == [(4, False), (3, True), (2, False)]
+    assert cli.history_table(records).splitlines() == [
+        "    REVISION   TAG   CREATED                CAUSE     OUTCOME",
+        "    4          v4    2025-06-01T10:04:00Z   cause 4   Failed",
+        "*   3          v3    2025-06-01T10:03:00Z   cause 3   Ready",
+        "    2          v2    2025-06-01T10:02:00Z   cause 2   Superseded",
+    ]
+
+
+def test_render_gives_json_yaml_or_the_table() -> None:
+    data = [{"revision": 1, "deployed": True}]
+    assert json.loads(cli.render(data, "json", lambda: "table")) == data
+    assert yaml.safe_load(cli.render(data, "yaml", lambda: "table")) == data
+    assert cli.render(data, "table", lambda: "table") == "table"
+
+
+def test_diff_shows_what_changed_between_two_snapshots() -> None:
+    before = {"image": "r/test-app", "tag": "v1", "labels": {}, "resources": {}}
+    after = {**before, "tag": "v2", "labels": {"team": "web"}}
+    assert cli.revision_diff("test-app-dev", 1, 2, before, after) == (
+        "--- test-app-dev-1\n"
+        "+++ test-app-dev-2\n"
+        "@@ -1,4 +1,5 @@\n"
+        " image: r/test-app\n"
+        "-labels: {}\n"
+        "+labels:\n"
+        "+  team: web\n"
+        " resources: {}\n"
+        "-tag: v1\n"
+        "+tag: v2\n"
+    )
+
+
+def test_diff_of_identical_snapshots_is_empty() -> None:
+    snapshot = {"image": "r/test-app", "tag": "v1"}
+    assert cli.revision_diff("test-app-dev", 1, 1, snapshot, dict(snapshot)) == ""
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def api_exception(status: int, reason: str, body: str) -> ApiException:
+    return ApiException(status=status, reason=reason, body=body)
+
+
+def status_body(message: str, reason: str, name: str = "test-app-qa") -> str:
+    details = {"name": name, "group": "testapp.dev", "kind": "testappreleases"}
+    return json.dumps({"kind": "Status", "message": message, "reason": reason, "details": details})
+
+
+def test_a_missing_release_is_named() -> None:
+    error = api_exception(404, "Not Found", status_body("not found", "NotFound"))
+    assert str(cli.api_error(error, "testapprelease test-app-qa")) == (
+        "testapprelease test-app-qa not found"
+    )
+
+
+def test_a_404_without_a_status_body_means_the_crd_is_missing() -> None:
+    error = api_exception(404, "Not Found", "404 page not found\n")
+    message = str(cli.api_error(error, "testapprelease test-app-dev"))
+    assert message.startswith("testapprelease test-app-dev: the CRD testappreleases.testapp.dev")
+    assert "not installed" in message
+
+
+def test_forbidden_carries_the_server_reason() -> None:
+    text = 'testappreleases.testapp.dev "test-app-dev" is forbidden: User "ci" cannot patch'
+    error = api_exception(403, "Forbidden", status_body(text, "Forbidden"))
+    assert str(cli.api_error(error, "testapprelease test-app-dev")) == (
+        f"testapprelease test-app-dev: forbidden: {text}"
+    )
+
+
+def test_unauthorized_points_at_the_credentials() -> None:
+    error = api_exception(401, "Unauthorized", status_body("Unauthorized", "Unauthorized"))
+    assert "unauthorized" in str(cli.api_error(error, "testapprelease list"))
+
+
+def test_an_invalid_patch_shows_the_validation_message() -> None:
+    text = 'TestAppRelease.testapp.dev "test-app-dev" is invalid: spec.tag: Invalid value'
+    error = api_exception(422, "Unprocessable Entity", status_body(text, "Invalid"))
+    assert str(cli.api_error(error, "testapprelease test-app-dev")) == (
+        f"testapprelease test-app-dev: 422 Unprocessable Entity: {text}"
+    )
+
+
+def test_no_kubeconfig_is_an_error_exit_that_says_what_to_do(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "nope")
+    assert cli.main(["--kubeconfig", missing, "status"]) == 1
+    error = capsys.readouterr().err
+    assert f"no usable kubeconfig at {missing}" in error
+    assert "--kubeconfig" in error
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def test_connection_flags_work_before_and_after_the_command() -> None:
+    parser = cli.build_parser()
+    before = parser.parse_args(["--kubeconfig", "k", "--context", "c", "status"])
+    after = parser.parse_args(["history", "dev", "--kubeconfig", "k", "--context", "c"])
+    assert (before.kubeconfig, before.context) == ("k", "c")
+    assert (after.kubeconfig, after.context) == ("k", "c")
+
+
+def test_deploy_flags_and_defaults() -> None:
+    args = cli.build_parser().parse_args(["deploy", "dev", "--tag", "v4"])
+    assert (args.env, args.tag, args.image, args.cause) == ("dev", "v4", None, None)
+    assert (args.timeout, args.no_wait) == (300, False)
+
+
+def test_deploy_requires_a_tag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.build_parser().parse_args(["deploy", "dev"])
+    assert exited.value.code == 2
+    assert "--tag" in capsys.readouterr().err
+
+
+def test_rollback_diff_and_promote_arguments() -> None:
+    parser = cli.build_parser()
+    assert parser.parse_args(["rollback", "prd", "--to-revision", "3"]).to_revision == 3
+    diff = parser.parse_args(["diff", "dev", "1", "2"])
+    assert (diff.env, diff.rev_a, diff.rev_b) == ("dev", 1, 2)
+    promote = parser.parse_args(["promote", "dev", "stg", "--no-wait"])
+    assert (promote.from_env, promote.to_env, promote.no_wait) == ("dev", "stg", True)
+
+
+def test_output_format_is_checked() -> None:
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["status", "-o", "xml"])
