@@ -1,0 +1,198 @@
+"""What a release produces: Namespace, Deployment, Service, ControllerRevision (docs/design.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from testapp_operator import render
+from testapp_operator.release import Release, Resources, Snapshot
+from testapp_operator.revisions import Outcome, Revision
+
+IMAGE = "registry.example.com/test-app"
+RELEASE = Release(
+    name="test-app-prd",
+    uid="uid-7",
+    generation=4,
+    env="prd",
+    image=IMAGE,
+    tag="2.0.0",
+    replicas=3,
+    labels=(("team", "web"),),
+    progress_deadline_seconds=120,
+)
+REVISION = Revision(5, RELEASE.snapshot, Outcome.READY, "pipeline 12")
+OURS = {
+    "app": "test-app",
+    "env": "prd",
+    "app.kubernetes.io/name": "test-app",
+    "app.kubernetes.io/instance": "test-app-prd",
+    "app.kubernetes.io/version": "2.0.0",
+    "app.kubernetes.io/managed-by": "testapp-operator",
+}
+OWNER = {
+    "apiVersion": "testapp.dev/v1",
+    "kind": "TestAppRelease",
+    "name": "test-app-prd",
+    "uid": "uid-7",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
+RENDERERS = [render.namespace, render.deployment, render.service, render.controller_revision]
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj["spec"]["template"]["spec"]
+
+
+def container(obj: dict[str, Any]) -> dict[str, Any]:
+    (only,) = pod_spec(obj)["containers"]
+    return only
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_every_object_is_a_valid_kubernetes_object_ready_for_apply(renderer: Any) -> None:
+    obj = renderer(RELEASE, REVISION)
+
+    kubernetes_validate.validate(obj, "1.36.0", strict=True)
+    assert "status" not in obj
+    assert obj["metadata"]["ownerReferences"] == [OWNER]
+
+
+@pytest.mark.parametrize("renderer", [render.namespace, render.deployment, render.service])
+def test_namespace_deployment_and_service_carry_our_labels_and_the_revisions(
+    renderer: Any,
+) -> None:
+    obj = renderer(RELEASE, REVISION)
+
+    assert obj["metadata"]["name"] == "test-app-prd"
+    assert obj["metadata"]["labels"].items() >= {**OURS, "team": "web"}.items()
+
+
+def test_the_namespace_enforces_restricted_pod_security() -> None:
+    labels = render.namespace(RELEASE, REVISION)["metadata"]["labels"]
+
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/enforce-version"] == "latest"
+
+
+def test_the_deployment_selects_exactly_app_and_env() -> None:
+    deployment = render.deployment(RELEASE, REVISION)
+
+    assert deployment["spec"]["selector"] == {"matchLabels": {"app": "test-app", "env": "prd"}}
+    assert deployment["spec"]["template"]["metadata"]["labels"] == {**OURS, "team": "web"}
+
+
+def test_the_pod_template_says_which_revision_it_runs() -> None:
+    template = render.deployment(RELEASE, REVISION)["spec"]["template"]
+
+    assert template["metadata"]["annotations"] == {"testapp.dev/revision": "5"}
+
+
+def test_a_pinned_revision_decides_image_labels_and_resources_but_not_replicas() -> None:
+    old = Snapshot(IMAGE, "1.0.0", (("team", "old"),), Resources(limits=(("cpu", "1"),)))
+    deployment = render.deployment(RELEASE, Revision(2, old, Outcome.READY))
+
+    app = container(deployment)
+    assert app["image"] == f"{IMAGE}:1.0.0"
+    assert {"name": "APP_VERSION", "value": "1.0.0"} in app["env"]
+    assert app["resources"] == {"limits": {"cpu": "1"}}
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert (labels["team"], labels["app.kubernetes.io/version"]) == ("old", "1.0.0")
+    assert deployment["spec"]["replicas"] == 3
+
+
+def test_the_deployment_rolls_out_with_the_release_deadline_and_a_short_history() -> None:
+    spec = render.deployment(RELEASE, REVISION)["spec"]
+
+    assert spec["progressDeadlineSeconds"] == 120
+    assert spec["revisionHistoryLimit"] == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (("securityContext", "runAsNonRoot"), True),
+        (("securityContext", "runAsUser"), 10001),
+        (("securityContext", "seccompProfile"), {"type": "RuntimeDefault"}),
+        (("containers", 0, "securityContext", "allowPrivilegeEscalation"), False),
+        (("containers", 0, "securityContext", "capabilities"), {"drop": ["ALL"]}),
+        (("containers", 0, "securityContext", "readOnlyRootFilesystem"), True),
+        (("containers", 0, "volumeMounts"), [{"name": "tmp", "mountPath": "/tmp"}]),
+        (("volumes",), [{"name": "tmp", "emptyDir": {}}]),
+        (("automountServiceAccountToken",), False),
+        (("terminationGracePeriodSeconds",), 30),
+    ],
+)
+def test_the_pod_is_restricted_pod_security_compliant(path: tuple[Any, ...], expected: Any) -> None:
+    value: Any = pod_spec(render.deployment(RELEASE, REVISION))
+    for key in path:
+        value = value[key]
+
+    assert value == expected
+
+
+def test_the_container_serves_http_with_probes_and_knows_its_env_and_version() -> None:
+    app = container(render.deployment(RELEASE, REVISION))
+
+    assert app["name"] == "app"
+    assert app["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert app["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert app["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert app["env"] == [
+        {"name": "APP_ENV", "value": "prd"},
+        {"name": "APP_VERSION", "value": "2.0.0"},
+    ]
+
+
+def test_the_service_sends_port_80_to_the_named_http_port() -> None:
+    spec = render.service(RELEASE, REVISION)["spec"]
+
+    assert spec["type"] == "ClusterIP"
+    assert spec["selector"] == {"app": "test-app", "env": "prd"}
+    assert spec["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+
+
+def test_the_controller_revision_stores_the_snapshot_and_its_record() -> None:
+    obj = render.controller_revision(RELEASE, REVISION)
+
+    assert obj["metadata"]["name"] == "test-app-prd-5"
+    assert obj["metadata"]["namespace"] == "test-app-prd"
+    assert obj["metadata"]["labels"]["testapp.dev/release"] == "test-app-prd"
+    assert obj["metadata"]["annotations"] == {
+        "testapp.dev/change-cause": "pipeline 12",
+        "testapp.dev/outcome": "Ready",
+    }
+    assert obj["revision"] == 5
+    assert Snapshot.from_data(obj["data"]) == REVISION.snapshot
+
+
+def test_extra_labels_cannot_override_ours() -> None:
+    hostile = Snapshot(IMAGE, "2.0.0", (("app", "evil"), ("app.kubernetes.io/name", "evil")))
+
+    labels = render.labels(RELEASE, Revision(1, hostile))
+
+    assert labels["app"] == "test-app"
+    assert labels["app.kubernetes.io/name"] == "test-app"
+
+
+def parsed(labels: dict[str, str]) -> Release:
+    return Release.from_body(
+        {
+            "metadata": {"name": "test-app-prd", "uid": "uid-7"},
+            "spec": {"env": "prd", "image": IMAGE, "tag": "2.0.0", "labels": labels},
+        }
+    )
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_rendering_is_deterministic_whatever_the_label_order(renderer: Any) -> None:
+    one = parsed({"team": "web", "tier": "front", "cost": "a"})
+    other = parsed({"cost": "a", "tier": "front", "team": "web"})
+
+    first = json.dumps(renderer(one, Revision(1, one.snapshot)))
+    second = json.dumps(renderer(other, Revision(1, other.snapshot)))
+
+    assert first == second
