@@ -21,9 +21,10 @@ $(BIN)/.installed: pyproject.toml requirements.txt
 venv: $(BIN)/.installed ## Create .venv with the operator, the app and the test tools
 
 .PHONY: lint
-lint: venv ## ruff over the Python code
+lint: venv ## ruff over the Python code, hadolint over both Dockerfiles
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile.app Dockerfile.operator
 
 .PHONY: test
 test: venv lint ## Run every test (unit, cluster, pipeline); starts the local control plane itself
@@ -32,6 +33,14 @@ test: venv lint ## Run every test (unit, cluster, pipeline); starts the local co
 .PHONY: test-unit
 test-unit: venv ## Only the tests that need no cluster
 	$(BIN)/pytest -m 'not cluster'
+
+.PHONY: bench
+bench: bench-app ## Run every benchmark (loopback only, bounded durations)
+
+.PHONY: bench-app
+bench-app: venv ## test-app (hug) vs bare falcon under the same gunicorn, with wrk -> bench/app.json
+	@command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(BIN)/python bench/app_bench.py --out bench/app.json
 
 .PHONY: cluster-up
 cluster-up: venv ## Build (once, cached) and start the local control plane; idempotent
@@ -113,7 +122,7 @@ manifests: guard-ENV guard-TAG guard-IMAGE ## Render k8s/overlays/ENV with spec.
 	  if [ -n '$(IMAGE)' ]; then printf ', {"op": "add", "path": "/spec/image", "value": "%s"}' '$(IMAGE)'; fi; \
 	  echo ']'; } > "$$tmp/release.json"; \
 	printf '%s\n' 'apiVersion: kustomize.config.k8s.io/v1beta1' 'kind: Kustomization' \
-	  'resources: ["$(CURDIR)/k8s/overlays/$(ENV)"]' \
+	  "resources: [\"$$(realpath --relative-to="$$tmp" k8s/overlays/$(ENV))\"]" \
 	  'patches: [{path: release.json, target: {group: testapp.dev, kind: TestAppRelease}}]' \
 	  > "$$tmp/kustomization.yaml"; \
 	$(KUBECTL) kustomize "$$tmp" $(if $(OUT),> "$(OUT)")
