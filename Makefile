@@ -130,7 +130,8 @@ manifests: guard-ENV guard-TAG guard-IMAGE ## Render k8s/overlays/ENV with spec.
 .PHONY: deploy
 deploy: guard-ENV guard-TAG guard-IMAGE venv ## Deploy TAG to ENV: new tag, no pin, change-cause; wait for Ready at the new revision
 	@set -euo pipefail; \
-	if [ -z "$$($(KUBECTL) get testappreleases.testapp.dev test-app-$(ENV) --ignore-not-found -o name)" ]; then \
+	found=$$($(KUBECTL) get testappreleases.testapp.dev test-app-$(ENV) --ignore-not-found -o name); \
+	if [ -z "$$found" ]; then \
 	  echo "test-app-$(ENV) does not exist yet: creating it from k8s/overlays/$(ENV)"; \
 	  $(MAKE) --no-print-directory -s manifests OUT= | $(KUBECTL) apply -f -; fi
 	$(BIN)/kubectl-testapp deploy $(ENV) --tag $(TAG) $(if $(IMAGE),--image $(IMAGE)) \
@@ -154,4 +155,6 @@ $(GITLAB_CI_LOCAL): package.json package-lock.json
 	@touch $@
 
 .PHONY: node-modules
-node-modules: $(GITLAB_CI_LOCAL) ## Install the npm tools (gitlab-ci-local) from package-lock.json
+node-modules: $(GITLAB_CI_LOCAL) ## Install the npm tools (gitlab-ci-local) from package-lock.json, and rsync it runs jobs with
+	@command -v rsync >/dev/null || { echo "gitlab-ci-local runs jobs with rsync: installing it (Debian)"; \
+	  apt-get install -y -qq rsync >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq rsync; }; }

@@ -1,0 +1,136 @@
+"""Ask gitlab-ci-local which jobs a GitLab pipeline would have, for a simulated push, MR or tag.
+
+gitlab-ci-local takes the branch from git and always says CI_PIPELINE_SOURCE=push; it never sets
+CI_COMMIT_TAG or CI_MERGE_REQUEST_*. A `Trigger` overrides those predefined variables the way
+GitLab sets them. Its `--unset-variable` applies only after rules are evaluated, so a variable
+GitLab leaves unset (CI_COMMIT_BRANCH in tag and MR pipelines) is set to "" here: both are false
+in a rule expression and equal to no string.
+
+gitlab-ci-local evaluates `workflow:rules` only for their variables and ignores their `when`.
+`pipeline_is_created` still lets its own rule evaluator decide: it copies the workflow rules into
+a one-job probe pipeline and reads that job's `when` (`never` = GitLab creates no pipeline).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CI_FILE = REPO / ".gitlab-ci.yml"
+GITLAB_CI_LOCAL = REPO / "node_modules" / ".bin" / "gitlab-ci-local"
+STATE_DIR = REPO / ".gitlab-ci-local"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What GitLab would set for one kind of pipeline."""
+
+    name: str
+    variables: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def push(branch: str, open_merge_requests: bool = False) -> Trigger:
+        variables = {"CI_COMMIT_BRANCH": branch, "CI_COMMIT_REF_NAME": branch}
+        if open_merge_requests:
+            variables["CI_OPEN_MERGE_REQUESTS"] = "group/test-app!1"
+        return Trigger(f"push to {branch}" + (" with an open MR" * open_merge_requests), variables)
+
+    @staticmethod
+    def merge_request(source: str, target: str) -> Trigger:
+        return Trigger(
+            f"merge request {source} -> {target}",
+            {
+                "CI_PIPELINE_SOURCE": "merge_request_event",
+                "CI_COMMIT_BRANCH": "",
+                "CI_COMMIT_REF_NAME": source,
+                "CI_MERGE_REQUEST_IID": "1",
+                "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": source,
+                "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": target,
+            },
+        )
+
+    @staticmethod
+    def tag(name: str, protected: bool = True) -> Trigger:
+        return Trigger(
+            f"{'protected' if protected else 'unprotected'} tag {name}",
+            {
+                "CI_COMMIT_TAG": name,
+                "CI_COMMIT_BRANCH": "",
+                "CI_COMMIT_REF_NAME": name,
+                "CI_COMMIT_REF_PROTECTED": "true" if protected else "false",
+            },
+        )
+
+    def args(self) -> list[str]:
+        args = [f"--variable={name}={value}" for name, value in self.variables.items()]
+        if self.variables:
+            args.append(f"--ignore-predefined-vars={','.join(self.variables)}")
+        return args
+
+
+def run(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """gitlab-ci-local in the repository (its --cwd must be relative, so we chdir instead)."""
+    result = subprocess.run(
+        [str(GITLAB_CI_LOCAL), "--no-color", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"gitlab-ci-local {' '.join(args)} exited {result.returncode}:\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def listed_jobs(trigger: Trigger, ci_file: Path = CI_FILE) -> dict[str, dict[str, Any]]:
+    """Every job of the pipeline with its evaluated `when` (`never` included), by name."""
+    result = run(
+        "--list-json",
+        "--no-json-schema-validation",
+        f"--file={ci_file.relative_to(REPO)}",
+        *trigger.args(),
+    )
+    # Warnings may precede the JSON document on stdout.
+    jobs = json.loads(result.stdout[result.stdout.index("[") :])
+    return {job["name"]: job for job in jobs}
+
+
+def jobs_that_run(trigger: Trigger) -> dict[str, str]:
+    """The jobs GitLab would create (job name -> when: on_success, manual...)."""
+    jobs = listed_jobs(trigger)
+    return {name: job["when"] for name, job in jobs.items() if job["when"] != "never"}
+
+
+class _CiLoader(yaml.SafeLoader):
+    """Reads .gitlab-ci.yml, keeping `!reference [a, b]` as the list it names."""
+
+
+_CiLoader.add_constructor("!reference", lambda loader, node: loader.construct_sequence(node))
+
+
+def load_ci_file(path: Path = CI_FILE) -> dict[str, Any]:
+    return yaml.load(path.read_text(), Loader=_CiLoader)  # a SafeLoader subclass
+
+
+def pipeline_is_created(trigger: Trigger) -> bool:
+    """Whether GitLab creates a pipeline at all: our workflow:rules, gitlab-ci-local's evaluator."""
+    rules = load_ci_file()["workflow"]["rules"]
+    probe = STATE_DIR / "probe" / "workflow.gitlab-ci.yml"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text(yaml.safe_dump({"workflow-decision": {"script": [":"], "rules": rules}}))
+    when = listed_jobs(trigger, ci_file=probe)["workflow-decision"]["when"]
+    return when != "never"
+
+
+def pipeline(trigger: Trigger) -> dict[str, str] | None:
+    """The jobs of the pipeline GitLab would create for `trigger`, or None when it creates none."""
+    return jobs_that_run(trigger) if pipeline_is_created(trigger) else None
