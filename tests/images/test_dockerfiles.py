@@ -119,7 +119,16 @@ def test_the_operator_image_runs_the_package_with_kopf_liveness() -> None:
         "testapp_operator",
         "--liveness=http://0.0.0.0:8080/healthz",
     ]
-    assert runtime.last("EXPOSE").args == "8080"
+
+
+def test_the_operator_image_exposes_the_ports_its_cli_serves() -> None:
+    from testapp_operator.__main__ import parse
+
+    runtime = load("Dockerfile.operator").final
+    args = parse(runtime.last("CMD").words[3:])
+
+    assert args.liveness == "http://0.0.0.0:8080/healthz"
+    assert runtime.last("EXPOSE").words == ["8080", str(args.metrics_port)]
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
