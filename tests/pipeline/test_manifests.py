@@ -1,0 +1,127 @@
+"""Every kustomization renders and validates; `make manifests` sets the image tag; the delivery
+targets refuse to run without the variables they need."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.pipeline.gitlab import REPO
+
+ENVS = ("dev", "stg", "ppd", "prd")
+KUBERNETES_VERSION = "1.36.0"  # the local control plane's minor version
+CRD = yaml.safe_load((REPO / "crds" / "testapp.dev_testappreleases.yaml").read_text())
+KUSTOMIZATIONS = sorted(path.parent for path in (REPO / "k8s").rglob("kustomization.yaml"))
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def make(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`make -s` with no CI or Google Cloud variables from the calling shell."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "GCP_", "MAKE"))}
+    return subprocess.run(
+        ["make", "-s", "--no-print-directory", *args],
+        cwd=REPO,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def validate(resource: dict[str, Any]) -> None:
+    """Built-in kinds against Kubernetes' own schemas, TestAppRelease against our CRD's schema."""
+    if resource["apiVersion"] == f"{CRD['spec']['group']}/v1":
+        assert resource["kind"] == CRD["spec"]["names"]["kind"]
+        (version,) = (v for v in CRD["spec"]["versions"] if v["name"] == "v1")
+        jsonschema.validate(resource, version["schema"]["openAPIV3Schema"])
+    else:
+        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_kustomization_renders_valid_resources(directory: Path) -> None:
+    resources = kustomize(directory)
+    assert resources
+    for resource in resources:
+        validate(resource)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_each_overlay_is_one_release_named_after_its_environment(env: str) -> None:
+    (release,) = kustomize(REPO / "k8s" / "overlays" / env)
+    assert release["kind"] == "TestAppRelease"
+    assert release["metadata"]["name"] == f"test-app-{env}"
+    assert release["spec"]["env"] == env
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_make_manifests_renders_the_overlay_with_the_tag_and_image_set(env: str) -> None:
+    image = "europe-west1-docker.pkg.dev/demo/test-app/test-app"
+    result = make("manifests", f"ENV={env}", "TAG=0123abc", f"IMAGE={image}")
+    assert result.returncode == 0, result.stderr
+    (release,) = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    (overlay,) = kustomize(REPO / "k8s" / "overlays" / env)
+    assert release["spec"] == {**overlay["spec"], "tag": "0123abc", "image": image}
+    assert release["metadata"] == overlay["metadata"]
+    validate(release)
+
+
+def test_make_manifests_keeps_the_overlays_image_unless_told_and_can_write_a_file(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "dev.yaml"
+    result = make("manifests", "ENV=dev", "TAG=v1.2.3", f"OUT={out}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    release = yaml.safe_load(out.read_text())
+    (overlay,) = kustomize(REPO / "k8s" / "overlays" / "dev")
+    assert release["spec"] == {**overlay["spec"], "tag": "v1.2.3"}
+
+
+def test_the_image_comes_from_the_artifact_registry_when_the_project_is_known() -> None:
+    result = make("manifests", "ENV=ppd", "TAG=abc", GCP_REGION="europe-west1", GCP_PROJECT="demo")
+    assert result.returncode == 0, result.stderr
+    release = yaml.safe_load(result.stdout)
+    assert release["spec"]["image"] == "europe-west1-docker.pkg.dev/demo/test-app/test-app"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["manifests", "TAG=abc"], "ENV must be the environment, one of dev stg ppd prd (got '')"),
+        (["manifests", "ENV=qa", "TAG=abc"], "ENV must be the environment, one of dev stg ppd prd"),
+        (["manifests", "ENV=dev"], "TAG is required: the image tag to deploy"),
+        (["deploy", "ENV=dev"], "TAG is required: the image tag to deploy"),
+        (["deploy", "TAG=abc"], "ENV must be the environment"),
+        (["deploy", "ENV=dev", "TAG=has space"], "not an OCI tag"),
+        (
+            ["deploy", "ENV=dev", "TAG=abc", "IMAGE=app@sha256:0"],
+            "not an image repository",
+        ),
+        (["rollback"], "ENV must be the environment"),
+        (["history", "ENV=production"], "ENV must be the environment"),
+        (["push"], "REGISTRY is required: where images go"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_a_target_stops_with_a_clear_message_when_a_variable_is_missing(
+    args: list[str], message: str
+) -> None:
+    result = make(*args)
+    assert result.returncode != 0
+    assert f"make {args[0]}: " in result.stderr
+    assert message in result.stderr
