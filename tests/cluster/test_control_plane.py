@@ -94,8 +94,17 @@ def test_a_service_account_without_rbac_is_denied(cluster: LiveCluster, namespac
         "auth", "can-i", "list", "pods", "-n", namespace, "--as", user, check=False
     )
     token = cluster.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
+    # A real request authenticated by the token alone, not the admin certificate.
     request = cluster.kubectl(
-        "get", "pods", "-n", namespace, "--token", token, "--user", "nobody", check=False
+        "--kubeconfig=/dev/null",
+        f"--server={cluster.server}",
+        f"--certificate-authority={cluster.state_dir}/pki/ca.crt",
+        f"--token={token}",
+        "get",
+        "pods",
+        "-n",
+        namespace,
+        check=False,
     )
 
     assert can_i.stdout.strip() == "no"
@@ -181,6 +190,7 @@ def test_server_side_apply_reports_a_conflict_between_field_managers(
     assert "serverside-applied" in first.stdout
     assert conflict.returncode != 0
     assert "conflict" in conflict.stderr.lower()
-    assert 'conflict with "alice"' in conflict.stderr
+    assert 'conflicts with "alice"' in conflict.stderr
+    assert ".spec.size" in conflict.stderr
     stored = cluster.get("widget", "w", "-n", namespace)
     assert stored["spec"] == {"size": 1, "color": "red"}

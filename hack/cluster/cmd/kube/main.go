@@ -52,6 +52,9 @@ func main() {
 
 // runKwok mirrors sigs.k8s.io/kwok/cmd/kwok/main.go, whose package main cannot be imported.
 func runKwok() int {
+	// The Kubernetes packages linked in register a global --version flag of their own type;
+	// kwok declares a boolean one and cobra merges the global set, so start kwok from an empty one.
+	pflag.CommandLine = pflag.NewFlagSet(os.Args[0], pflag.ExitOnError)
 	flags := pflag.NewFlagSet("global", pflag.ContinueOnError)
 	flags.ParseErrorsAllowlist.UnknownFlags = true
 	flags.Usage = func() {}
