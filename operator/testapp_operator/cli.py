@@ -414,6 +414,8 @@ def api_error(error: ApiException, what: str) -> CliError:
         return CliError(f"{what}: forbidden: {message}")
     if error.status == 401:
         return CliError(f"{what}: unauthorized: check the credentials in the kubeconfig")
+    if error.status == 422:
+        return CliError(f"{what}: rejected: {message}")
     return CliError(f"{what}: {error.status} {error.reason}: {message}")
 
 
@@ -550,6 +552,9 @@ def _deploy(
 
 def cmd_status(kube: Kube, args: argparse.Namespace) -> int:
     records = status_records(kube.list_releases())
+    if not records and args.output == "table":
+        _say(f"no {PLURAL} found")
+        return 0
     now = datetime.now(UTC)
     print(render(records, args.output, lambda: status_table(records, now)))
     return 0

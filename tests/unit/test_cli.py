@@ -565,11 +565,11 @@ def test_unauthorized_points_at_the_credentials() -> None:
     assert "unauthorized" in str(cli.api_error(error, "testapprelease list"))
 
 
-def test_an_invalid_patch_shows_the_validation_message() -> None:
+def test_an_invalid_patch_is_rejected_with_the_validation_message() -> None:
     text = 'TestAppRelease.testapp.dev "test-app-dev" is invalid: spec.tag: Invalid value'
     error = api_exception(422, "Unprocessable Entity", status_body(text, "Invalid"))
     assert str(cli.api_error(error, "testapprelease test-app-dev")) == (
-        f"testapprelease test-app-dev: 422 Unprocessable Entity: {text}"
+        f"testapprelease test-app-dev: rejected: {text}"
     )
 
 
@@ -581,6 +581,13 @@ def test_no_kubeconfig_is_an_error_exit_that_says_what_to_do(
     error = capsys.readouterr().err
     assert f"no usable kubeconfig at {missing}" in error
     assert "--kubeconfig" in error
+
+
+def test_other_api_errors_show_status_code_and_message() -> None:
+    error = api_exception(409, "Conflict", status_body("the object has been modified", "Conflict"))
+    assert str(cli.api_error(error, "testapprelease test-app-dev")) == (
+        "testapprelease test-app-dev: 409 Conflict: the object has been modified"
+    )
 
 
 # --- command line --------------------------------------------------------------------------
