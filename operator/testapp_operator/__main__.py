@@ -1,0 +1,80 @@
+"""`python -m testapp_operator`: run the operator against $KUBECONFIG's cluster, or in-cluster.
+
+Every flag has an environment variable, for the Deployment in k8s/operator/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import kopf
+
+from testapp_operator import FIELD_MANAGER, metrics
+from testapp_operator import handlers as _registers_the_kopf_handlers  # noqa: F401
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="python -m testapp_operator", description=__doc__)
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=env("TESTAPP_LOG_FORMAT", "text"),
+        help="json: one JSON object per line (env TESTAPP_LOG_FORMAT)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        default=bool(env("TESTAPP_VERBOSE")),
+        help="log Kopf's own decisions too (env TESTAPP_VERBOSE)",
+    )
+    parser.add_argument(
+        "--liveness",
+        default=env("TESTAPP_LIVENESS"),
+        help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env("TESTAPP_METRICS_PORT", "8081")),
+        help="Prometheus /metrics port; 0 disables (env TESTAPP_METRICS_PORT)",
+    )
+    parser.add_argument(
+        "--peering",
+        default=env("TESTAPP_PEERING", FIELD_MANAGER),
+        help="ClusterKopfPeering name shared by the replicas (env TESTAPP_PEERING)",
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=int(env("TESTAPP_PRIORITY", "0")),
+        help="peering priority: the highest active replica works, the others wait",
+    )
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        default=bool(env("TESTAPP_STANDALONE")),
+        help="no peering: for a single local process (env TESTAPP_STANDALONE)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(verbose=args.verbose, log_format=log_format)
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    kopf.run(
+        clusterwide=True,
+        standalone=args.standalone,
+        priority=args.priority,
+        # Naming a peering makes it mandatory in Kopf, even when standalone.
+        peering_name=None if args.standalone else args.peering,
+        liveness_endpoint=args.liveness,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Kopf wiring, and nothing else: watches fill indexes and trigger the reconciler.
+
+Only stateless `on.event` handlers and indexes are used: they never write to the objects (no
+progress annotations, no finalizers), so a reconcile that changes nothing writes nothing. Kopf
+calls no handler before every index has its initial listing, so a restarted operator sees all
+the children it made before deciding anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+
+from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION
+from testapp_operator.kube import Kube
+from testapp_operator.reconciler import CHILD_DELAY, Reconciler, World
+
+MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Should Kopf ever store state, it goes under our own prefix, not kopf.zalando.org.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # We record our own events, one per decision; Kopf would post one per log line.
+    settings.posting.enabled = False
+    # A watch that silently stops delivering is the classic operator failure: bound every one.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    # The API client does discovery on creation: keep that I/O off the event loop.
+    memo.reconciler = Reconciler(kube=await asyncio.to_thread(Kube))
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    memo.reconciler.kube.close()
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def releases(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {name: body}
+
+
+@kopf.index("", "v1", "namespaces", labels=MANAGED)
+def namespaces(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {name: body}
+
+
+# A release's Deployment and Service are named like it and live in its namespace.
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+def deployments(name: str, namespace: str, body: kopf.Body, **_: Any) -> dict[str, Any] | None:
+    return {name: body} if name == namespace else None
+
+
+@kopf.index("", "v1", "services", labels=MANAGED)
+def services(name: str, namespace: str, body: kopf.Body, **_: Any) -> dict[str, Any] | None:
+    return {name: body} if name == namespace else None
+
+
+@kopf.index("apps", "v1", "controllerrevisions", labels={RELEASE_LABEL: kopf.PRESENT})
+def controllerrevisions(labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {labels[RELEASE_LABEL]: body}
+
+
+def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> Reconciler:
+    """The reconciler, reading the indexes Kopf passes to every handler (the same objects on
+    every call)."""
+    reconciler: Reconciler = memo.reconciler
+    if reconciler.world is None:
+
+        def one(index: kopf.Index) -> Any:
+            return lambda key: next(iter(index.get(key, ())), None)
+
+        reconciler.world = World(
+            release=one(indexes["releases"]),
+            namespace=one(indexes["namespaces"]),
+            deployment=one(indexes["deployments"]),
+            service=one(indexes["services"]),
+            revisions=lambda key: list(indexes["controllerrevisions"].get(key, ())),
+        )
+    return reconciler
+
+
+INDEXES = ("releases", "namespaces", "deployments", "services", "controllerrevisions")
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def release_changed(name: str, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    reconciler = bind(memo, {key: kwargs[key] for key in INDEXES})
+    if type == "DELETED":
+        reconciler.forget(name)
+    else:
+        reconciler.trigger(name)
+
+
+@kopf.on.event("", "v1", "namespaces", labels=MANAGED)
+async def namespace_changed(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    bind(memo, {key: kwargs[key] for key in INDEXES}).trigger(name, CHILD_DELAY)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def deployment_changed(namespace: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    bind(memo, {key: kwargs[key] for key in INDEXES}).trigger(namespace, CHILD_DELAY)
+
+
+@kopf.on.event("", "v1", "services", labels=MANAGED)
+async def service_changed(namespace: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    bind(memo, {key: kwargs[key] for key in INDEXES}).trigger(namespace, CHILD_DELAY)

@@ -1,0 +1,165 @@
+"""Every Kubernetes API call the operator makes, and nothing else.
+
+The kubernetes client is synchronous, so each call runs in a bounded thread pool and the handlers
+await it: nothing blocks Kopf's event loop. Every write names the same field manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from testapp_operator import FIELD_MANAGER, GROUP, VERSION
+
+T = TypeVar("T")
+Body = dict[str, Any]
+
+# (apiVersion, kind) -> the dynamic client's resource, resolved once at startup.
+KINDS = (
+    ("v1", "Namespace"),
+    ("v1", "Service"),
+    ("v1", "Event"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "ControllerRevision"),
+    (f"{GROUP}/{VERSION}", "TestAppRelease"),
+)
+
+
+def load_client_config(threads: int) -> kubernetes.client.ApiClient:
+    """In-cluster credentials when running in a Pod, the kubeconfig otherwise."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    # One connection per worker thread, or calls queue behind the pool's default of four.
+    configuration.connection_pool_maxsize = threads
+    return kubernetes.client.ApiClient(configuration)
+
+
+class Kube:
+    """The operator's API client: server-side apply, ControllerRevisions, status, events."""
+
+    def __init__(self, threads: int = 16) -> None:
+        self._api = load_client_config(threads)
+        self._api.user_agent = f"{FIELD_MANAGER}/kubernetes-python"
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
+        self._dynamic = DynamicClient(self._api)
+        self._resources = {
+            kind: self._dynamic.resources.get(api_version=api_version, kind=kind)
+            for api_version, kind in KINDS
+        }
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._api.close()
+
+    async def _run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(call, *args, **kwargs))
+
+    async def apply(self, body: Body) -> Body:
+        """Server-side apply `body` as our field manager, taking over conflicting fields: the
+        operator is the single writer of what it renders (controller-runtime's ForceOwnership)."""
+        resource = self._resources[body["kind"]]
+        metadata = body["metadata"]
+        result = await self._run(
+            self._dynamic.server_side_apply,
+            resource,
+            body=body,
+            name=metadata["name"],
+            namespace=metadata.get("namespace"),
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        return result.to_dict()
+
+    async def create(self, body: Body) -> Body:
+        """Create an object; if it already exists (a retry after a lost response), return it."""
+        resource = self._resources[body["kind"]]
+        metadata = body["metadata"]
+        try:
+            result = await self._run(
+                resource.create,
+                body=body,
+                namespace=metadata.get("namespace"),
+                field_manager=FIELD_MANAGER,
+            )
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            result = await self._run(
+                resource.get, name=metadata["name"], namespace=metadata.get("namespace")
+            )
+        return result.to_dict()
+
+    async def annotate(
+        self, kind: str, name: str, namespace: str, annotations: Mapping[str, str]
+    ) -> Body:
+        result = await self._run(
+            self._resources[kind].patch,
+            name=name,
+            namespace=namespace,
+            body={"metadata": {"annotations": dict(annotations)}},
+            content_type="application/merge-patch+json",
+            field_manager=FIELD_MANAGER,
+        )
+        return result.to_dict()
+
+    async def delete(self, kind: str, name: str, namespace: str | None) -> None:
+        try:
+            await self._run(self._resources[kind].delete, name=name, namespace=namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def patch_release_status(self, name: str, status: Body) -> Body:
+        """Merge-patch the release's status subresource (`None` values remove fields)."""
+        result = await self._run(
+            self._resources["TestAppRelease"].status.patch,
+            name=name,
+            body={"status": status},
+            content_type="application/merge-patch+json",
+            field_manager=FIELD_MANAGER,
+        )
+        return result.to_dict()
+
+    async def event(
+        self, release: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        """Record a core/v1 Event on the release (it is cluster-scoped, so the Event lives in
+        `default`, where `kubectl describe tar` looks for it)."""
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        metadata = release["metadata"]
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{metadata['name']}.{uuid.uuid4().hex[:12]}",
+                "namespace": "default",
+            },
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "TestAppRelease",
+                "name": metadata["name"],
+                "uid": metadata["uid"],
+                "resourceVersion": metadata.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._run(self._resources["Event"].create, body=body, namespace="default")

@@ -1,0 +1,324 @@
+"""The reconcile loop: read what exists, ask the pure core what should, write the difference.
+
+Level-triggered: the same `reconcile(name)` runs for a create, an update, a restart, a drifted or
+deleted child and a Deployment whose rollout moved on. Triggers are coalesced per release: a burst
+of child events (a rollout reports progress several times a second) becomes one reconcile, and
+only one reconcile of a release runs at a time. A reconcile that finds nothing to change writes
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from testapp_operator import OUTCOME_ANNOTATION, render
+from testapp_operator import metrics as m
+from testapp_operator.drift import needs_apply
+from testapp_operator.kube import ApiException, Body, Kube
+from testapp_operator.release import Release, ReleaseError
+from testapp_operator.revisions import Decision, Outcome, Plan, Revision, plan
+from testapp_operator.status import compute_status, observe_deployment
+
+logger = logging.getLogger("testapp_operator")
+
+# Spec changes are applied at once; child events wait a little so a rollout's burst of status
+# updates becomes one status write.
+SPEC_DELAY = 0.0
+CHILD_DELAY = 1.0
+MAX_BACKOFF = 60.0
+
+Lookup = Callable[[str], Body | None]
+
+
+@dataclass(frozen=True)
+class World:
+    """Read access to what the watches have seen (Kopf indexes), by release name."""
+
+    release: Lookup
+    namespace: Lookup
+    deployment: Lookup
+    service: Lookup
+    revisions: Callable[[str], list[Body]]
+
+
+@dataclass
+class Reconciler:
+    """Owns the per-release bookkeeping; lives in Kopf's memo for the operator's lifetime."""
+
+    kube: Kube
+    world: World | None = None
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _pending: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _failures: dict[str, int] = field(default_factory=dict)
+    # Bodies returned by our own writes: fresher than the watch until the watch catches up.
+    _written: dict[tuple[str, str], Body] = field(default_factory=dict)
+    _phases: dict[str, str] = field(default_factory=dict)
+
+    def trigger(self, name: str, delay: float = SPEC_DELAY) -> None:
+        """Reconcile `name` soon; a reconcile already scheduled covers this trigger too."""
+        if name in self._pending:
+            return
+        self._pending[name] = asyncio.create_task(self._run(name, delay), name=f"reconcile {name}")
+
+    def forget(self, name: str) -> None:
+        """The release is gone: drop its bookkeeping."""
+        self._failures.pop(name, None)
+        self._locks.pop(name, None)
+        self._phases.pop(name, None)
+        m.publish_phases(self._phases)
+        for key in [k for k in self._written if k[1] == name]:
+            del self._written[key]
+
+    async def _run(self, name: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        # Triggers from now on schedule another run: this one may already have read the world.
+        self._pending.pop(name, None)
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        started = time.monotonic()
+        async with lock:
+            try:
+                await self.reconcile(name)
+            except Exception as error:  # transient API errors: retry with backoff, never hot-loop
+                failures = self._failures.get(name, 0) + 1
+                self._failures[name] = failures
+                backoff = min(2.0**failures, MAX_BACKOFF)
+                logger.warning(
+                    "reconcile of %s failed (attempt %d), retrying in %.0f s: %s",
+                    name,
+                    failures,
+                    backoff,
+                    error,
+                    extra={"release": name, "reason": "ReconcileError"},
+                )
+                m.RECONCILES.labels(result="error").inc()
+                self.trigger(name, backoff)
+            else:
+                self._failures.pop(name, None)
+                m.RECONCILES.labels(result="ok").inc()
+            finally:
+                m.RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+    def _fresh(self, kind: str, name: str, observed: Body | None) -> Body | None:
+        """The newer of what the watch saw and what our last write returned."""
+        written = self._written.get((kind, name))
+        if written is None or observed is None:
+            return observed
+        if _version(written) > _version(observed):
+            return written
+        del self._written[(kind, name)]
+        return observed
+
+    async def reconcile(self, name: str) -> None:
+        assert self.world is not None, "the handlers bind the world before any trigger"
+        body = self._fresh("TestAppRelease", name, self.world.release(name))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            release = Release.from_body(body)
+        except ReleaseError as error:
+            await self._report_invalid(body, error)
+            return
+        deployment = self._fresh("Deployment", name, self.world.deployment(name))
+        rollout = observe_deployment(deployment)
+        revisions = self._revisions(name)
+        decided = plan(release, revisions, rollout)
+        status = body.get("status") or {}
+        new_generation = status.get("observedGeneration") != release.generation
+        if decided.decision is not Decision.UNCHANGED and (new_generation or decided.deploy):
+            logger.info(
+                "%s: %s",
+                name,
+                decided.message,
+                extra={
+                    "release": name,
+                    "revision": getattr(decided.target, "number", None),
+                    "reason": str(decided.decision),
+                },
+            )
+
+        if decided.create is not None:
+            await self._create_revision(body, release, decided.create)
+        stored = {r.number: r.outcome for r in self._stored_revisions(name)}
+        for number, outcome in decided.outcomes:
+            if Outcome.FAILED in (outcome, stored.get(number)):
+                # Failed is also kept on the ControllerRevision, so that an operator that lost the
+                # release's status still never retries a failed revision.
+                await self.kube.annotate(
+                    "ControllerRevision", f"{name}-{number}", name, {OUTCOME_ANNOTATION: outcome}
+                )
+        if decided.target is not None and not release.paused:
+            await self._apply_children(body, release, decided, new_generation)
+        for number in decided.prune:
+            await self.kube.delete("ControllerRevision", f"{name}-{number}", name)
+            await self._event(body, "Normal", "Pruned", f"revision {number} pruned")
+        await self._announce(body, release, decided, new_generation)
+
+        rollout = observe_deployment(self._fresh("Deployment", name, self.world.deployment(name)))
+        new_status = compute_status(
+            release,
+            decided,
+            rollout,
+            revisions,
+            status.get("conditions") or [],
+            datetime.now(UTC),
+        )
+        if _differs(new_status, status):
+            patch = {key: new_status.get(key) for key in {*status, *new_status}}
+            written = await self.kube.patch_release_status(name, patch)
+            self._written[("TestAppRelease", name)] = written
+        self._phases[name] = new_status["phase"]
+        m.publish_phases(self._phases)
+
+    def _revisions(self, name: str) -> list[Revision]:
+        return _with_recorded_outcomes(self._stored_revisions(name), self.world.release(name))
+
+    def _stored_revisions(self, name: str) -> list[Revision]:
+        assert self.world is not None
+        revisions = []
+        for obj in self.world.revisions(name):
+            try:
+                revisions.append(Revision.from_controller_revision(obj))
+            except ReleaseError as error:
+                logger.warning(
+                    "%s: ignoring ControllerRevision %s: %s",
+                    name,
+                    obj["metadata"]["name"],
+                    error,
+                    extra={"release": name},
+                )
+        return revisions
+
+    async def _create_revision(self, body: Body, release: Release, revision: Revision) -> None:
+        # The namespace holds the revisions, so it must exist first.
+        if self.world and self.world.namespace(release.name) is None:
+            await self._apply(render.namespace(release, revision))
+        await self.kube.create(render.controller_revision(release, revision))
+        m.REVISIONS_CREATED.inc()
+        await self._event(
+            body,
+            "Normal",
+            "RevisionCreated",
+            f"revision {revision.number} created: {revision.snapshot.image_ref}",
+        )
+
+    async def _apply_children(
+        self, body: Body, release: Release, decided: Plan, new_generation: bool
+    ) -> None:
+        assert self.world is not None and decided.target is not None
+        observed = {
+            "Namespace": self.world.namespace(release.name),
+            "Service": self.world.service(release.name),
+            "Deployment": self.world.deployment(release.name),
+        }
+        # Nothing in the spec changed since the last reconcile, yet an object differs: drift.
+        steady = not new_generation and not decided.deploy
+        drifted = []
+        for desired in (
+            render.namespace(release, decided.target),
+            render.service(release, decided.target),
+            render.deployment(release, decided.target),
+        ):
+            kind = desired["kind"]
+            current = self._fresh(kind, release.name, observed[kind])
+            if not needs_apply(desired, current):
+                continue
+            if steady:
+                drifted.append(f"{kind} {'changed' if current else 'missing'}")
+            await self._apply(desired)
+        if drifted:
+            m.DRIFT_CORRECTIONS.inc()
+            await self._event(body, "Normal", "DriftCorrected", "restored " + ", ".join(drifted))
+
+    async def _apply(self, desired: Body) -> None:
+        written = await self.kube.apply(desired)
+        self._written[(desired["kind"], desired["metadata"]["name"])] = written
+
+    async def _announce(
+        self, body: Body, release: Release, decided: Plan, new_generation: bool
+    ) -> None:
+        """One event per decision, emitted when it is first made (not on every resync)."""
+        status = body.get("status") or {}
+        was_pinned = bool(status.get("pinned"))
+        decision = decided.decision
+        if decision is Decision.REVISION_NOT_FOUND and new_generation:
+            await self._event(body, "Warning", "RevisionNotFound", decided.message)
+        elif decision is Decision.PINNED and decided.deploy:
+            m.ROLLBACKS.labels(kind="manual").inc()
+            await self._event(
+                body,
+                "Normal",
+                "RolledBack",
+                f"rolled back to revision {decided.target.number} (pinned)",
+            )
+        elif decision is Decision.ROLLED_BACK and decided.deploy:
+            m.ROLLBACKS.labels(kind="automatic").inc()
+            await self._event(body, "Warning", "AutoRolledBack", decided.message)
+        if decision is Decision.PINNED and new_generation:
+            if release.snapshot != decided.target.snapshot:
+                await self._event(body, "Warning", "Pinned", decided.message)
+            elif not was_pinned:
+                await self._event(body, "Normal", "Pinned", decided.message)
+        if release.pin is None and was_pinned and new_generation:
+            await self._event(body, "Normal", "Unpinned", "spec.revision cleared: rolling forward")
+
+    async def _event(self, body: Body, type_: str, reason: str, message: str) -> None:
+        try:
+            await self.kube.event(body, type_, reason, message)
+        except ApiException as error:  # an event is telemetry: never fail a reconcile over it
+            logger.warning("could not record event %s: %s", reason, error.reason)
+
+    async def _report_invalid(self, body: Body, error: ReleaseError) -> None:
+        """Bad input that got past the API server: say so in status, change nothing running."""
+        name = body["metadata"]["name"]
+        status = body.get("status") or {}
+        message = str(error)
+        condition = {
+            "type": "Ready",
+            "status": "False",
+            "reason": "InvalidSpec",
+            "message": message,
+            "observedGeneration": body["metadata"].get("generation"),
+        }
+        old = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        if old.get("reason") == "InvalidSpec" and old.get("message") == message:
+            return
+        condition["lastTransitionTime"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        others = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"]
+        await self.kube.patch_release_status(
+            name, {"phase": "Degraded", "conditions": [condition, *others]}
+        )
+        await self._event(body, "Warning", "InvalidSpec", message)
+        logger.warning("%s: invalid spec: %s", name, message, extra={"release": name})
+
+
+def _version(body: Mapping[str, Any] | None) -> int:
+    try:
+        return int((body or {}).get("metadata", {}).get("resourceVersion", 0))
+    except ValueError:
+        return 0
+
+
+def _with_recorded_outcomes(revisions: list[Revision], body: Body | None) -> list[Revision]:
+    """Outcomes are recorded in status.history, which wins; the ControllerRevision's annotation
+    (kept only for Failed) stands in when the status lost a revision. Recording every outcome on
+    the ControllerRevisions would cost one more write per rollout."""
+    history = ((body or {}).get("status") or {}).get("history") or []
+    recorded = {item.get("revision"): item.get("outcome") for item in history}
+    return [
+        replace(revision, outcome=Outcome(recorded[revision.number]))
+        if recorded.get(revision.number) in set(Outcome)
+        else revision
+        for revision in revisions
+    ]
+
+
+def _differs(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    return {k: v for k, v in new.items() if v is not None} != {
+        k: v for k, v in old.items() if v is not None
+    }
