@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import LiveCluster
+from tests.support import LiveCluster, OperatorProcess, service_account_kubeconfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hack" / "cluster"))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "hack" / "cluster"))
 
-import localcluster
+import localcluster  # noqa: E402 (hack/cluster is not a package)
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +33,33 @@ def namespace(cluster: LiveCluster) -> Iterator[str]:
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--operator-identity",
+        choices=["admin", "serviceaccount"],
+        default="admin",
+        help="serviceaccount: run the operator with only the RBAC of k8s/operator/",
+    )
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: LiveCluster, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
+    """The operator running as a process against the cluster, with the CRD installed."""
+    cluster.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
+    cluster.kubectl(
+        "wait", "crd/testappreleases.testapp.dev", "--for=condition=Established", "--timeout=30s"
+    )
+    state = Path(cluster.state_dir)
+    kubeconfig = cluster.kubeconfig
+    if request.config.getoption("--operator-identity") == "serviceaccount":
+        for manifest in ("namespace.yaml", "rbac.yaml"):
+            cluster.kubectl("apply", "-f", str(REPO / "k8s" / "operator" / manifest))
+        kubeconfig = service_account_kubeconfig(
+            cluster, "testapp-system", "testapp-operator", state / "operator.kubeconfig"
+        )
+    process = OperatorProcess(kubeconfig, state / "logs" / "operator.log")
+    process.start()
+    yield process
+    process.stop()

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -57,3 +62,92 @@ def wait_until(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}: {last!r}")
+
+
+class OperatorProcess:
+    """The operator as a real process (`python -m testapp_operator`) against the live cluster,
+    with the identity and kubeconfig the tests chose."""
+
+    def __init__(self, kubeconfig: str, log_path: Path, *extra_args: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[bytes] | None = None
+        self.liveness_port = 0
+
+    def start(self) -> None:
+        self.liveness_port = free_port()
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "testapp_operator",
+                "--standalone",
+                "--log-format=json",
+                "--metrics-port=0",
+                f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
+                *self.extra_args,
+            ],
+            env={**os.environ, "KUBECONFIG": self.kubeconfig},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._alive, timeout=60, what="the operator's liveness endpoint")
+
+    def _alive(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"the operator exited; see {self.log_path}")
+        try:
+            url = f"http://127.0.0.1:{self.liveness_port}/healthz"
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_account_kubeconfig(cluster: LiveCluster, namespace: str, name: str, path: Path) -> str:
+    """A kubeconfig that authenticates as the ServiceAccount `namespace/name`, by token only."""
+    token = cluster.kubectl(
+        "create", "token", name, "-n", namespace, "--duration=4h"
+    ).stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": cluster.server,
+                    "certificate-authority": f"{cluster.state_dir}/pki/ca.crt",
+                },
+            }
+        ],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "local", "user": name}}],
+        "current-context": name,
+    }
+    path.write_text(json.dumps(config))
+    return str(path)

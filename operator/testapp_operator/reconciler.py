@@ -21,7 +21,7 @@ from testapp_operator import OUTCOME_ANNOTATION, render
 from testapp_operator import metrics as m
 from testapp_operator.drift import needs_apply
 from testapp_operator.kube import ApiException, Body, Kube
-from testapp_operator.release import Release, ReleaseError
+from testapp_operator.release import Release, ReleaseError, Snapshot
 from testapp_operator.revisions import Decision, Outcome, Plan, Revision, plan
 from testapp_operator.status import compute_status, observe_deployment
 
@@ -59,6 +59,7 @@ class Reconciler:
     # Bodies returned by our own writes: fresher than the watch until the watch catches up.
     _written: dict[tuple[str, str], Body] = field(default_factory=dict)
     _phases: dict[str, str] = field(default_factory=dict)
+    _held_back: dict[str, Snapshot | None] = field(default_factory=dict)
 
     def trigger(self, name: str, delay: float = SPEC_DELAY) -> None:
         """Reconcile `name` soon; a reconcile already scheduled covers this trigger too."""
@@ -71,6 +72,7 @@ class Reconciler:
         self._failures.pop(name, None)
         self._locks.pop(name, None)
         self._phases.pop(name, None)
+        self._held_back.pop(name, None)
         m.publish_phases(self._phases)
         for key in [k for k in self._written if k[1] == name]:
             del self._written[key]
@@ -260,10 +262,13 @@ class Reconciler:
             m.ROLLBACKS.labels(kind="automatic").inc()
             await self._event(body, "Warning", "AutoRolledBack", decided.message)
         if decision is Decision.PINNED and new_generation:
-            if release.snapshot != decided.target.snapshot:
+            held_back = release.snapshot != decided.target.snapshot
+            # Warn once per spec held back, not on every scale or annotation change.
+            if held_back and self._held_back.get(release.name) != release.snapshot:
                 await self._event(body, "Warning", "Pinned", decided.message)
             elif not was_pinned:
                 await self._event(body, "Normal", "Pinned", decided.message)
+            self._held_back[release.name] = release.snapshot if held_back else None
         if release.pin is None and was_pinned and new_generation:
             await self._event(body, "Normal", "Unpinned", "spec.revision cleared: rolling forward")
 
