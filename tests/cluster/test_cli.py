@@ -1,0 +1,351 @@
+"""`kubectl testapp` against the real control plane and the running operator, as a subprocess.
+
+Each test makes its own releases named `test-app-t<hex>` (env dev or stg), so tests share one
+control plane and one operator without seeing each other's objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import LiveCluster
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = Path(sys.executable).parent / "kubectl-testapp"
+IMAGE = "example/test-app"
+# kwok never makes Pods of a tag starting with "broken" Ready; 10 s is the shortest deadline.
+DEADLINE_SECONDS = 10
+CHANGE_CAUSE = "testapp.dev/change-cause"
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """Runs `kubectl-testapp --kubeconfig <cluster> ...` the way a shell or the pipeline does."""
+
+    kubeconfig: str
+
+    def __call__(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        # No GitLab variables leak in from a CI run: the default cause is then predictable.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "GITLAB_"))}
+        return subprocess.run(
+            [str(PLUGIN), "--kubeconfig", self.kubeconfig, *args],
+            capture_output=True,
+            text=True,
+            env={**env, "USER": "tester"},
+            timeout=timeout,
+        )
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = self(*args)
+        assert result.returncode == 0, f"kubectl testapp {' '.join(args)}:\n{result.stderr}"
+        return result
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: LiveCluster) -> None:
+    # The same apply as the operator fixture's, so either may come first.
+    cluster.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/testappreleases.testapp.dev", "--timeout=60s"
+    )
+
+
+@pytest.fixture
+def testapp(cluster: LiveCluster, crd: None) -> Plugin:
+    return Plugin(cluster.kubeconfig)
+
+
+@pytest.fixture
+def new_release(cluster: LiveCluster, crd: None) -> Iterator[Callable[..., str]]:
+    """Create a TestAppRelease with a unique name; deleted (with all it produced) afterwards."""
+    names: list[str] = []
+
+    def create(env: str = "dev", tag: str = "v1", **spec: Any) -> str:
+        name = f"test-app-t{uuid.uuid4().hex[:8]}"
+        manifest = {
+            "apiVersion": "testapp.dev/v1",
+            "kind": "TestAppRelease",
+            "metadata": {
+                "name": name,
+                "annotations": {"testapp.dev/change-cause": f"deploy {tag}"},
+            },
+            "spec": {
+                "env": env,
+                "image": IMAGE,
+                "tag": tag,
+                "progressDeadlineSeconds": DEADLINE_SECONDS,
+                **spec,
+            },
+        }
+        cluster.kubectl("create", "-f", "-", input=json.dumps(manifest))
+        names.append(name)
+        return name
+
+    yield create
+    for name in names:
+        cluster.kubectl("delete", "testapprelease", name, "--wait=false", check=False)
+
+
+def release(cluster: LiveCluster, name: str) -> dict[str, Any]:
+    return cluster.get("testapprelease", name)
+
+
+def deployed_history(testapp: Plugin, name: str) -> list[dict[str, Any]]:
+    return json.loads(testapp.ok("history", name, "-o", "json").stdout)
+
+
+# --- without the operator: naming, errors and the deploy patch --------------------------------
+
+
+def test_an_unknown_environment_fails_naming_the_release(testapp: Plugin) -> None:
+    env = f"nope{uuid.uuid4().hex[:6]}"
+    for args in (("history", env), ("deploy", env, "--tag", "v1"), ("rollback", env)):
+        result = testapp(*args)
+        assert result.returncode == 1, args
+        assert f"error: testapprelease test-app-{env} not found" in result.stderr
+
+
+def test_deploy_sets_tag_clears_the_pin_and_records_the_cause_in_one_write(
+    cluster: LiveCluster, testapp: Plugin, new_release: Callable[..., str]
+) -> None:
+    name = new_release(tag="v1", revision=1)
+    generation = release(cluster, name)["metadata"]["generation"]
+
+    result = testapp.ok("deploy", name, "--tag", "v2", "--image", "example/other", "--no-wait")
+
+    body = release(cluster, name)
+    assert body["metadata"]["generation"] == generation + 1
+    assert (body["spec"]["tag"], body["spec"]["image"]) == ("v2", "example/other")
+    assert "revision" not in body["spec"]
+    assert body["metadata"]["annotations"][CHANGE_CAUSE] == ("kubectl-testapp deploy by tester")
+    assert "not waiting" in result.stdout
+
+
+def test_an_invalid_tag_is_rejected_with_the_server_message(
+    testapp: Plugin, new_release: Callable[..., str]
+) -> None:
+    name = new_release()
+    result = testapp("deploy", name, "--tag", "not a tag", "--no-wait")
+    assert result.returncode == 1
+    assert f"testapprelease {name}: rejected:" in result.stderr
+    assert "spec.tag" in result.stderr
+
+
+# --- with the operator --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def deployed(operator: Any, testapp: Plugin, new_release: Callable[..., str]) -> Callable[..., str]:
+    """A release that went through `deploy` for each tag in turn, each one Ready."""
+
+    def make(*tags: str, env: str = "dev") -> str:
+        name = new_release(env=env, tag=tags[0])
+        for tag in tags:
+            testapp.ok("deploy", name, "--tag", tag, "--cause", f"deploy {tag}")
+        return name
+
+    return make
+
+
+def test_deploy_waits_for_the_new_tag_to_be_ready_and_prints_its_revision(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1")
+
+    result = testapp("deploy", name, "--tag", "v2", "--timeout", "120")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{name}: revision 2 is Ready, image {IMAGE}:v2"
+    status = release(cluster, name)["status"]
+    assert (status["phase"], status["revision"], status["image"]) == ("Ready", 2, f"{IMAGE}:v2")
+    # Progress goes to stderr, one line per change.
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(set(lines))
+
+
+def test_deploy_of_a_tag_that_never_gets_ready_exits_1_with_the_condition_message(
+    testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1")
+
+    result = testapp("deploy", name, "--tag", "broken-1", "--timeout", "120")
+
+    assert result.returncode == 1
+    assert f"error: testapprelease {name}: " in result.stderr
+    assert "timed out" not in result.stderr
+    newest = deployed_history(testapp, name)[0]
+    assert (newest["revision"], newest["tag"], newest["outcome"]) == (2, "broken-1", "Failed")
+
+
+def test_deploy_that_outlasts_its_timeout_exits_1_with_the_last_phase(
+    testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1")
+
+    result = testapp("deploy", name, "--tag", "broken-2", "--timeout", "3")
+
+    assert result.returncode == 1
+    assert f"error: testapprelease {name}: timed out after 3s; last seen: " in result.stderr
+    assert "Progressing" in result.stderr
+
+
+def test_rollback_pins_the_previous_ready_revision(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1", "v2")
+
+    result = testapp("rollback", name)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{name}: revision 1 is Ready, image {IMAGE}:v1"
+    body = release(cluster, name)
+    assert (body["spec"]["revision"], body["status"]["revision"]) == (1, 1)
+    assert body["status"]["pinned"] is True
+
+
+def test_rollback_to_revision_pins_that_revision(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1", "v2", "v3")
+
+    testapp.ok("rollback", name, "--to-revision", "1")
+
+    assert release(cluster, name)["status"]["revision"] == 1
+
+
+def test_rollback_to_a_revision_not_in_history_exits_1_listing_the_revisions(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1", "v2")
+
+    result = testapp("rollback", name, "--to-revision", "9")
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: testapprelease {name} has no revision 9 in its history "
+        "(revisions: 2 (Ready), 1 (Ready))"
+    )
+    assert "revision" not in release(cluster, name)["spec"]
+
+
+def test_rollback_with_nothing_to_go_back_to_exits_1(
+    testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1")
+
+    result = testapp("rollback", name)
+
+    assert result.returncode == 1
+    assert f"testapprelease {name} has no Ready revision other than" in result.stderr
+
+
+def test_unpin_goes_back_to_the_latest_revision(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1", "v2")
+    testapp.ok("rollback", name)
+
+    testapp.ok("unpin", name)
+
+    body = release(cluster, name)
+    assert "revision" not in body["spec"]
+    assert (body["status"]["revision"], body["status"]["pinned"]) == (2, False)
+
+
+def test_history_lists_revisions_newest_first_and_marks_the_deployed_one(
+    testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1", "v2")
+    testapp.ok("rollback", name)
+
+    records = deployed_history(testapp, name)
+    table = testapp.ok("history", name).stdout.splitlines()
+
+    assert [(r["revision"], r["tag"], r["deployed"]) for r in records] == [
+        (2, "v2", False),
+        (1, "v1", True),
+    ]
+    assert [r["changeCause"] for r in records] == ["deploy v2", "deploy v1"]
+    assert table[0].split() == ["REVISION", "TAG", "CREATED", "CAUSE", "OUTCOME"]
+    assert table[1].split()[:2] == ["2", "v2"]
+    assert table[2].split()[:3] == ["*", "1", "v1"]
+
+
+def test_status_shows_what_runs_in_each_release(
+    testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    dev = deployed("v1", "v2")
+    stg = deployed("v1", env="stg")
+    testapp.ok("rollback", dev)
+
+    records = {r["name"]: r for r in json.loads(testapp.ok("status", "-o", "json").stdout)}
+    table = testapp.ok("status").stdout.splitlines()
+
+    assert {k: records[dev][k] for k in ("env", "tag", "revision", "pinned", "phase")} == {
+        "env": "dev",
+        "tag": "v1",
+        "revision": 1,
+        "pinned": True,
+        "phase": "Ready",
+    }
+    assert {k: records[stg][k] for k in ("env", "tag", "pinned")} == {
+        "env": "stg",
+        "tag": "v1",
+        "pinned": False,
+    }
+    assert records[stg]["readyReplicas"] == records[stg]["desiredReplicas"] == 1
+    assert table[0].split() == ["ENV", "TAG", "REVISION", "READY", "PINNED", "PHASE", "AGE"]
+
+
+def test_diff_shows_what_changed_between_two_revisions(
+    testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1", "v2")
+
+    result = testapp.ok("diff", name, "1", "2")
+
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [f"--- {name}-1", f"+++ {name}-2"]
+    assert "-tag: v1" in lines
+    assert "+tag: v2" in lines
+
+
+def test_diff_with_a_missing_revision_exits_1_listing_what_exists(
+    testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1", "v2")
+
+    result = testapp("diff", name, "1", "9")
+
+    assert result.returncode == 1
+    assert f"testapprelease {name} has no revision 9" in result.stderr
+    assert "revisions: 1, 2" in result.stderr
+
+
+def test_promote_deploys_what_runs_in_one_release_to_another(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    source = deployed("v1", "v2")
+    testapp.ok("rollback", source)  # pinned: spec.tag says v2, v1 runs
+    target = deployed("v0", env="stg")
+
+    result = testapp("promote", source, target)
+
+    assert result.returncode == 0, result.stderr
+    body = release(cluster, target)
+    assert body["status"]["image"] == f"{IMAGE}:v1"
+    assert body["metadata"]["annotations"][CHANGE_CAUSE] == (
+        f"promoted from {source.removeprefix('test-app-')} revision 1"
+    )
