@@ -67,6 +67,9 @@ class Trigger:
             },
         )
 
+    def with_variables(self, **variables: str) -> Trigger:
+        return Trigger(self.name, {**self.variables, **variables})
+
     def args(self) -> list[str]:
         args = [f"--variable={name}={value}" for name, value in self.variables.items()]
         if self.variables:
@@ -134,3 +137,28 @@ def pipeline_is_created(trigger: Trigger) -> bool:
 def pipeline(trigger: Trigger) -> dict[str, str] | None:
     """The jobs of the pipeline GitLab would create for `trigger`, or None when it creates none."""
     return jobs_that_run(trigger) if pipeline_is_created(trigger) else None
+
+
+@dataclass(frozen=True)
+class JobRun:
+    job: str
+    output: str
+
+    @property
+    def passed(self) -> bool:
+        """gitlab-ci-local's summary says PASS (FAIL, or WARN for an allowed failure, otherwise)."""
+        return f" PASS  {self.job}" in self.output.splitlines()
+
+
+def run_job(job: str, trigger: Trigger, kubeconfig: str, timeout: float = 420) -> JobRun:
+    """Run one job for real, in the shell executor (its image is ignored), against a cluster."""
+    result = run(
+        "--force-shell-executor",
+        "--no-json-schema-validation",
+        f"--variable=KUBECONFIG={kubeconfig}",
+        *trigger.args(),
+        job,
+        check=False,
+        timeout=timeout,
+    )
+    return JobRun(job, result.stdout + result.stderr)
