@@ -46,6 +46,10 @@ class LiveCluster:
     def get(self, *args: str) -> dict[str, Any]:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    @property
+    def audit(self) -> AuditLog:
+        return AuditLog(Path(self.state_dir) / "logs" / "audit.log")
+
     def apply(self, manifest: dict[str, Any], *flags: str) -> subprocess.CompletedProcess[str]:
         return self.kubectl("apply", *flags, "-f", "-", input=json.dumps(manifest), check=False)
 
@@ -151,3 +155,28 @@ def service_account_kubeconfig(cluster: LiveCluster, namespace: str, name: str, 
     }
     path.write_text(json.dumps(config))
     return str(path)
+
+
+OPERATOR_AGENTS = ("testapp-operator", "kopf/")
+
+
+@dataclass(frozen=True)
+class AuditLog:
+    """The API server's audit log of writes (hack/cluster/audit-policy.yaml)."""
+
+    path: Path
+
+    def mark(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def writes_since(self, mark: int, agents: tuple[str, ...] = OPERATOR_AGENTS) -> list[dict]:
+        """Write requests (ResponseComplete) made since `mark` by clients of these agents."""
+        with self.path.open() as log:
+            log.seek(mark)
+            entries = [json.loads(line) for line in log if line.strip()]
+        return [
+            entry
+            for entry in entries
+            if entry.get("stage") == "ResponseComplete"
+            and entry.get("userAgent", "").startswith(agents)
+        ]

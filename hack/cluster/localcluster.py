@@ -305,6 +305,10 @@ def component_args(component: str, state: Path, ports: Ports) -> list[str]:
             # endpoint validation rejects; nothing in the cluster dials it (kwokctl does the same).
             "--endpoint-reconciler-type=none",
             "--profiling=false",
+            # Who wrote what: tests and benchmarks count the operator's writes by user agent.
+            f"--audit-policy-file={HERE / 'audit-policy.yaml'}",
+            f"--audit-log-path={state / 'logs' / 'audit.log'}",
+            "--audit-log-format=json",
         ]
     if component in ("kube-controller-manager", "kube-scheduler"):
         short = "controller-manager" if component == "kube-controller-manager" else "scheduler"

@@ -145,7 +145,9 @@ class Reconciler:
             )
 
         if decided.create is not None:
-            await self._create_revision(body, release, decided.create)
+            created = await self._create_revision(body, release, decided.create)
+            # History shows the server's creation time at once: no second status write for it.
+            decided = replace(decided, create=replace(decided.create, created=created))
         stored = {r.number: r.outcome for r in self._stored_revisions(name)}
         for number, outcome in decided.outcomes:
             if Outcome.FAILED in (outcome, stored.get(number)):
@@ -196,11 +198,12 @@ class Reconciler:
                 )
         return revisions
 
-    async def _create_revision(self, body: Body, release: Release, revision: Revision) -> None:
+    async def _create_revision(self, body: Body, release: Release, revision: Revision) -> str:
+        """Store the revision; returns its creationTimestamp."""
         # The namespace holds the revisions, so it must exist first.
         if self.world and self.world.namespace(release.name) is None:
             await self._apply(render.namespace(release, revision))
-        await self.kube.create(render.controller_revision(release, revision))
+        stored = await self.kube.create(render.controller_revision(release, revision))
         m.REVISIONS_CREATED.inc()
         await self._event(
             body,
@@ -208,6 +211,7 @@ class Reconciler:
             "RevisionCreated",
             f"revision {revision.number} created: {revision.snapshot.image_ref}",
         )
+        return stored["metadata"]["creationTimestamp"]
 
     async def _apply_children(
         self, body: Body, release: Release, decided: Plan, new_generation: bool
