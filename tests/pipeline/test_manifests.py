@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,24 @@ def make(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def validate(resource: dict[str, Any]) -> None:
-    """Built-in kinds against Kubernetes' own schemas, TestAppRelease against our CRD's schema."""
-    if resource["apiVersion"] == f"{CRD['spec']['group']}/v1":
-        assert resource["kind"] == CRD["spec"]["names"]["kind"]
-        (version,) = (v for v in CRD["spec"]["versions"] if v["name"] == "v1")
-        jsonschema.validate(resource, version["schema"]["openAPIV3Schema"])
+def custom_resource_schemas(crds: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+    """(apiVersion, kind) -> the openAPIV3Schema that a CustomResourceDefinition gives it."""
+    return {
+        (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"]): version[
+            "schema"
+        ]["openAPIV3Schema"]
+        for crd in crds
+        for version in crd["spec"]["versions"]
+    }
+
+
+def validate(resource: dict[str, Any], rendered_with: Sequence[dict[str, Any]] = ()) -> None:
+    """Built-in kinds against Kubernetes' own schemas (strict), custom resources against the
+    CRD that defines them (ours, or one rendered in the same kustomization)."""
+    crds = [CRD, *(r for r in rendered_with if r["kind"] == "CustomResourceDefinition")]
+    schema = custom_resource_schemas(crds).get((resource["apiVersion"], resource["kind"]))
+    if schema is not None:
+        jsonschema.validate(resource, schema)
     else:
         kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
 
@@ -57,7 +70,7 @@ def test_every_kustomization_renders_valid_resources(directory: Path) -> None:
     resources = kustomize(directory)
     assert resources
     for resource in resources:
-        validate(resource)
+        validate(resource, rendered_with=resources)
 
 
 @pytest.mark.parametrize("env", ENVS)
