@@ -83,25 +83,6 @@ class Kube:
         )
         return result.to_dict()
 
-    async def create(self, body: Body) -> Body:
-        """Create an object; if it already exists (a retry after a lost response), return it."""
-        resource = self._resources[body["kind"]]
-        metadata = body["metadata"]
-        try:
-            result = await self._run(
-                resource.create,
-                body=body,
-                namespace=metadata.get("namespace"),
-                field_manager=FIELD_MANAGER,
-            )
-        except ApiException as error:
-            if error.status != 409:
-                raise
-            result = await self._run(
-                resource.get, name=metadata["name"], namespace=metadata.get("namespace")
-            )
-        return result.to_dict()
-
     async def annotate(
         self, kind: str, name: str, namespace: str, annotations: Mapping[str, str]
     ) -> Body:

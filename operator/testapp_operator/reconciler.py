@@ -203,7 +203,10 @@ class Reconciler:
         # The namespace holds the revisions, so it must exist first.
         if self.world and self.world.namespace(release.name) is None:
             await self._apply(render.namespace(release, revision))
-        stored = await self.kube.create(render.controller_revision(release, revision))
+        # Server-side apply, not create: the API server then stores `data` re-encoded, and later
+        # patches of the outcome annotation pass its immutability check (a create keeps the
+        # client's JSON bytes, which a patch re-encodes differently: "field is immutable").
+        stored = await self.kube.apply(render.controller_revision(release, revision))
         m.REVISIONS_CREATED.inc()
         await self._event(
             body,
