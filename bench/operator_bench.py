@@ -1,0 +1,518 @@
+"""The operator under load, against the local control plane (hack/cluster/localcluster.py).
+
+    .venv/bin/python bench/operator_bench.py --out bench/results.json   (or `make bench-operator`)
+
+Figures (each a median over repeated runs; timings also as ratios against a floor measured in
+the same run, because this machine is noisy):
+1. change latency: `spec.tag` patched on a release -> its Deployment's Pod template carries the
+   new image, seen by a watch; the floor patches a plain Deployment directly. Both arms patch
+   through the same API client and alternate in rounds; the ratio is the median of the per-round
+   p50 ratios.
+2. scale: 300 releases created at once -> all Ready; the operator's API writes per release from
+   the API server's audit log (it has the user agent), by verb and resource; events apart.
+3. idle: the operator's writes in 120 s with those releases settled.
+4. memory: the operator's RSS with those releases.
+5. app_vs_falcon_ratio: merged from `make bench-app`'s bench/app.json.
+
+Uses its own control plane when TESTAPP_CLUSTER_DIR names one (else .cluster/, reused if up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import queue
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "hack" / "cluster")]
+
+import localcluster  # noqa: E402 (hack/cluster is not a package)
+
+from tests.support import AuditLog, OperatorProcess  # noqa: E402
+
+GROUP, VERSION, PLURAL = "testapp.dev", "v1", "testappreleases"
+IMAGE = "registry.example.com/test-app"
+BENCH_LABEL = "bench.testapp.dev/run"
+# What a new release needs at least: Namespace, Deployment, Service, ControllerRevision, status.
+WRITES_FLOOR = 5
+TARGETS = {
+    "change_latency_ratio": ("<=", 1.5),
+    "scale_300_seconds": ("<=", 60),
+    "writes_per_new_release": ("<=", 6),
+    "idle_writes": ("<=", 0),
+    "operator_rss_mb": ("<=", 120),
+    "app_vs_falcon_ratio": (">=", 0.8),
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def release_manifest(name: str, tag: str, run: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TestAppRelease",
+        "metadata": {"name": name, "labels": {BENCH_LABEL: run}},
+        "spec": {"env": "dev", "image": IMAGE, "tag": tag, "replicas": 1},
+    }
+
+
+class Api:
+    """The bench's own API client (its user agent keeps it out of the operator's write count)."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(kubeconfig, client_configuration=configuration)
+        configuration.connection_pool_maxsize = 32
+        self.client = kubernetes.client.ApiClient(configuration)
+        self.client.user_agent = "testapp-bench"
+        self.custom = kubernetes.client.CustomObjectsApi(self.client)
+        self.apps = kubernetes.client.AppsV1Api(self.client)
+        self.core = kubernetes.client.CoreV1Api(self.client)
+
+    def patch_release(self, name: str, body: dict[str, Any]) -> None:
+        self.custom.patch_cluster_custom_object(
+            GROUP, VERSION, PLURAL, name, body, _content_type="application/merge-patch+json"
+        )
+
+    def patch_deployment(self, name: str, body: dict[str, Any]) -> None:
+        self.apps.patch_namespaced_deployment(
+            name, name, body, _content_type="application/merge-patch+json"
+        )
+
+    def releases(self, run: str) -> list[dict[str, Any]]:
+        return self.custom.list_cluster_custom_object(
+            GROUP, VERSION, PLURAL, label_selector=f"{BENCH_LABEL}={run}"
+        )["items"]
+
+
+def is_ready(body: dict[str, Any]) -> bool:
+    status = body.get("status") or {}
+    return (
+        status.get("observedGeneration") == body["metadata"].get("generation")
+        and status.get("phase") == "Ready"
+    )
+
+
+def wait(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+# --- 1. change latency --------------------------------------------------------------------------
+
+
+class DeploymentWatch:
+    """Every event of one Deployment, stamped on arrival (a watch, not polling: exact times)."""
+
+    def __init__(self, api: Api, name: str) -> None:
+        self.api, self.name = api, name
+        self.events: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
+        self._watch = kubernetes.watch.Watch()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                for event in self._watch.stream(
+                    self.api.apps.list_namespaced_deployment,
+                    self.name,
+                    field_selector=f"metadata.name={self.name}",
+                    timeout_seconds=600,
+                ):
+                    self.events.put((time.perf_counter(), event["raw_object"]))
+            except Exception as error:  # a dropped watch restarts (the thread is a daemon)
+                log(f"watch of {self.name} restarted: {error}")
+
+    def drain(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.events.get_nowait()
+
+    def until(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"deployment {self.name}: no matching event in {timeout} s")
+            with contextlib.suppress(queue.Empty):
+                stamp, body = self.events.get(timeout=remaining)
+                if predicate(body):
+                    return stamp
+
+
+def image_of(body: dict[str, Any]) -> str:
+    return body["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def rolled_out(body: dict[str, Any]) -> bool:
+    spec, status = body["spec"], body.get("status") or {}
+    return (
+        status.get("observedGeneration") == body["metadata"]["generation"]
+        and status.get("updatedReplicas", 0) == spec["replicas"]
+        and status.get("readyReplicas", 0) == spec["replicas"]
+        and status.get("replicas", 0) == spec["replicas"]
+    )
+
+
+def floor_deployment(name: str, tag: str) -> dict[str, Any]:
+    labels = {"app": "bench-floor"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": f"{IMAGE}:{tag}"}]},
+            },
+        },
+    }
+
+
+def measure_latency(api: Api, run: str, changes: int, rounds: int) -> dict[str, Any]:
+    release, floor = f"bench-latency-{run}", f"bench-floor-{run}"
+    api.custom.create_cluster_custom_object(
+        GROUP, VERSION, PLURAL, release_manifest(release, "v0", run)
+    )
+    api.core.create_namespace({"metadata": {"name": floor, "labels": {BENCH_LABEL: run}}})
+    api.apps.create_namespaced_deployment(floor, floor_deployment(floor, "v0"))
+    wait(
+        lambda: is_ready(api.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, release)),
+        120,
+        f"{release} Ready",
+    )
+    watches = {"operator": DeploymentWatch(api, release), "floor": DeploymentWatch(api, floor)}
+    patchers = {
+        "operator": lambda tag: api.patch_release(release, {"spec": {"tag": tag}}),
+        "floor": lambda tag: api.patch_deployment(
+            floor,
+            {
+                "spec": {
+                    "template": {
+                        "spec": {"containers": [{"name": "app", "image": f"{IMAGE}:{tag}"}]}
+                    }
+                }
+            },
+        ),
+    }
+    samples: dict[str, list[list[float]]] = {"operator": [], "floor": []}
+    per_round = max(1, changes // rounds)
+    for round_ in range(rounds):
+        # Alternate which arm goes first, so a slow spell of the machine hits both alike.
+        arms = ("operator", "floor") if round_ % 2 == 0 else ("floor", "operator")
+        for arm in arms:
+            times = []
+            for i in range(per_round):
+                tag = f"r{round_}-{i}"
+                image = f"{IMAGE}:{tag}"
+                watches[arm].drain()
+                started = time.perf_counter()
+                patchers[arm](tag)
+                seen = watches[arm].until(lambda body, image=image: image_of(body) == image)
+                times.append((seen - started) * 1000)
+                # Start the next change from a settled state, as a real deploy would.
+                watches[arm].until(
+                    lambda body, image=image: image_of(body) == image and rolled_out(body)
+                )
+                if arm == "operator":
+                    wait(
+                        lambda: is_ready(
+                            api.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, release)
+                        ),
+                        60,
+                        f"{release} Ready",
+                        interval=0.05,
+                    )
+            samples[arm].append(times)
+        log(
+            f"latency round {round_ + 1}/{rounds}: operator p50 "
+            f"{statistics.median(samples['operator'][-1]):.1f} ms, floor p50 "
+            f"{statistics.median(samples['floor'][-1]):.1f} ms"
+        )
+    ratios = [
+        statistics.median(op) / statistics.median(fl)
+        for op, fl in zip(samples["operator"], samples["floor"], strict=True)
+    ]
+    flat = {arm: [t for times in rounds_ for t in times] for arm, rounds_ in samples.items()}
+    return {
+        "change_latency_ratio": round(statistics.median(ratios), 2),
+        "change_latency_p50_ms": round(statistics.median(flat["operator"]), 1),
+        "change_latency_p95_ms": round(percentile(flat["operator"], 0.95), 1),
+        "floor_latency_p50_ms": round(statistics.median(flat["floor"]), 1),
+        "floor_latency_p95_ms": round(percentile(flat["floor"], 0.95), 1),
+        "change_latency_round_ratios": [round(r, 2) for r in ratios],
+        "changes_per_arm": len(flat["operator"]),
+    }
+
+
+# --- 2. scale, 3. idle --------------------------------------------------------------------------
+
+
+def classify(entry: dict[str, Any]) -> str:
+    ref = entry.get("objectRef") or {}
+    resource = ref.get("resource", "?") + (
+        f"/{ref['subresource']}" if ref.get("subresource") else ""
+    )
+    return f"{entry['verb']} {resource}"
+
+
+def measure_scale(
+    api: Api, audit: AuditLog, run: str, count: int, timeout: float
+) -> dict[str, Any]:
+    names = [f"bench-{run}-{i:03d}" for i in range(count)]
+    mark = audit.mark()
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(
+            pool.map(
+                lambda name: api.custom.create_cluster_custom_object(
+                    GROUP, VERSION, PLURAL, release_manifest(name, "v1", run)
+                ),
+                names,
+            )
+        )
+    created = time.monotonic() - started
+
+    def all_ready() -> bool:
+        ready = sum(is_ready(body) for body in api.releases(run))
+        return ready == count
+
+    wait(all_ready, timeout, f"{count} releases Ready", interval=0.5)
+    elapsed = time.monotonic() - started
+    # The status write saying Ready is the last write a new release needs; a short quiet
+    # window catches anything the operator still does after it (it should do nothing).
+    quiet_writes(audit, quiet=5, timeout=120)
+    writes = audit.writes_since(mark)
+    by_kind = Counter(classify(entry) for entry in writes)
+    events = sum(n for kind, n in by_kind.items() if kind.endswith(" events"))
+    return {
+        "seconds": elapsed,
+        "create_seconds": created,
+        "writes": (len(writes) - events) / count,
+        "events": events / count,
+        "breakdown": {kind: round(n / count, 2) for kind, n in sorted(by_kind.items())},
+    }
+
+
+def quiet_writes(audit: AuditLog, quiet: float, timeout: float) -> None:
+    """Wait until the operator has written nothing for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    last_size, last_change = audit.mark(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if audit.writes_since(last_size):
+            last_size, last_change = audit.mark(), time.monotonic()
+        elif time.monotonic() - last_change >= quiet:
+            return
+        else:
+            last_size = audit.mark()
+
+
+def delete_run(api: Api, run: str, timeout: float = 300) -> None:
+    """Delete a run's releases (their children go with them) and wait until the namespaces are
+    gone, so the next run starts from the same cluster."""
+    api.custom.delete_collection_cluster_custom_object(
+        GROUP, VERSION, PLURAL, label_selector=f"{BENCH_LABEL}={run}"
+    )
+
+    def gone() -> bool:
+        names = {n.metadata.name for n in api.core.list_namespace().items}
+        return not any(name.startswith(f"bench-{run}-") for name in names)
+
+    wait(gone, timeout, f"the namespaces of run {run} to be deleted", interval=1)
+
+
+def cleanup(api: Api) -> None:
+    """Leave a reused cluster as found: every bench release (children follow) and namespace."""
+    with contextlib.suppress(ApiException):
+        api.custom.delete_collection_cluster_custom_object(
+            GROUP, VERSION, PLURAL, label_selector=BENCH_LABEL
+        )
+        for namespace in api.core.list_namespace(label_selector=BENCH_LABEL).items:
+            api.core.delete_namespace(namespace.metadata.name)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def operator_running(cluster: localcluster.Cluster) -> Iterator[OperatorProcess]:
+    subprocess.run(
+        ["kubectl", "apply", "--server-side", "-k", str(ROOT / "crds")],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
+    )
+    subprocess.run(
+        [
+            "kubectl",
+            "wait",
+            "crd/testappreleases.testapp.dev",
+            "--for=condition=Established",
+            "--timeout=30s",
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
+    )
+    process = OperatorProcess(
+        cluster.kubeconfig, Path(cluster.state_dir) / "logs" / "operator-bench.log"
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [
+        ("change_latency_ratio", "change latency, operator p50 / direct-patch p50"),
+        ("change_latency_p50_ms", "change latency p50 (ms)"),
+        ("change_latency_p95_ms", "change latency p95 (ms)"),
+        ("floor_latency_p50_ms", "direct Deployment patch p50 (ms)"),
+        ("scale_300_seconds", "300 releases created -> all Ready (s)"),
+        ("writes_per_new_release", f"operator writes per new release (floor {WRITES_FLOOR})"),
+        ("events_per_new_release", "events per new release (RevisionCreated)"),
+        ("idle_writes", f"operator writes in {results.get('idle_seconds', 120)} s idle"),
+        ("operator_rss_mb", "operator RSS with 300 releases (MiB)"),
+        ("app_vs_falcon_ratio", "app req/s / bare falcon req/s"),
+    ]
+    lines = ["| figure | key | value | target |", "|---|---|---:|---|"]
+    for key, label in rows:
+        value = results.get(key, "n/a")
+        op, limit = TARGETS.get(key, ("", ""))
+        target = f"{op} {limit}" if op else ""
+        if op and isinstance(value, int | float):
+            met = value <= limit if op == "<=" else value >= limit
+            target += " ✓" if met else " ✗"
+        lines.append(f"| {label} | `{key}` | {value} | {target} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--app", type=Path, default=ROOT / "bench" / "app.json")
+    parser.add_argument("--changes", type=int, default=50, help="tag changes per latency arm")
+    parser.add_argument("--rounds", type=int, default=5, help="latency rounds (arms alternate)")
+    parser.add_argument("--releases", type=int, default=300)
+    parser.add_argument("--scale-runs", type=int, default=3)
+    parser.add_argument("--scale-timeout", type=float, default=600)
+    parser.add_argument("--idle", type=float, default=120, help="idle window, seconds")
+    args = parser.parse_args()
+
+    results: dict[str, Any] = {"date": datetime.datetime.now(datetime.UTC).isoformat()}
+    with localcluster.running(log=log) as cluster, operator_running(cluster) as operator:
+        api = Api(cluster.kubeconfig)
+        audit = AuditLog(Path(cluster.state_dir) / "logs" / "audit.log")
+        results["kubernetes_version"] = (
+            kubernetes.client.VersionApi(api.client).get_code().git_version
+        )
+        results["machine"] = machine()
+        stamp = time.strftime("%H%M%S")
+
+        log(f"change latency: {args.changes} changes per arm in {args.rounds} rounds")
+        results.update(measure_latency(api, f"l{stamp}", args.changes, args.rounds))
+
+        runs = []
+        for index in range(args.scale_runs):
+            run = f"s{stamp}{index}"
+            log(f"scale run {index + 1}/{args.scale_runs}: {args.releases} releases at once")
+            runs.append(measure_scale(api, audit, run, args.releases, args.scale_timeout))
+            log(
+                f"  all Ready in {runs[-1]['seconds']:.1f} s; {runs[-1]['writes']:.2f} writes "
+                f"and {runs[-1]['events']:.2f} events per release"
+            )
+            if index < args.scale_runs - 1:
+                delete_run(api, run)
+        median_run = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+        results["scale_300_seconds"] = round(statistics.median(r["seconds"] for r in runs), 1)
+        results["scale_runs_seconds"] = [round(r["seconds"], 1) for r in runs]
+        results["writes_per_new_release"] = round(statistics.median(r["writes"] for r in runs), 2)
+        results["events_per_new_release"] = round(statistics.median(r["events"] for r in runs), 2)
+        results["writes_floor"] = WRITES_FLOOR
+        results["writes_breakdown_per_release"] = median_run["breakdown"]
+
+        log(f"idle: counting the operator's writes for {args.idle:.0f} s")
+        mark = audit.mark()
+        time.sleep(args.idle)  # the measured window itself, not a wait for state
+        idle = audit.writes_since(mark)
+        results["idle_writes"] = len(idle)
+        results["idle_seconds"] = args.idle
+        results["idle_write_kinds"] = dict(Counter(classify(e) for e in idle))
+        assert operator.process is not None
+        results["operator_rss_mb"] = round(rss_mb(operator.process.pid), 1)
+        results["releases_at_rss"] = len(
+            api.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        )
+
+        cleanup(api)
+    if args.app.exists():
+        app = json.loads(args.app.read_text())
+        results["app_vs_falcon_ratio"] = app["app_vs_falcon_ratio"]
+    results["targets"] = {key: f"{op} {limit}" for key, (op, limit) in TARGETS.items()}
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
