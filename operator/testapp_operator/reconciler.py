@@ -32,6 +32,10 @@ logger = logging.getLogger("testapp_operator")
 SPEC_DELAY = 0.0
 CHILD_DELAY = 1.0
 MAX_BACKOFF = 60.0
+# A status change that only reports rollout progress (replica counts, messages) is written at most
+# this often per release; a change of phase, revision or generation is written at once. Without
+# it every new release cost one extra status write per step of its rollout.
+PROGRESS_INTERVAL = 30.0
 
 Lookup = Callable[[str], Body | None]
 
@@ -55,16 +59,25 @@ class Reconciler:
     world: World | None = None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _pending: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _due: dict[str, float] = field(default_factory=dict)
     _failures: dict[str, int] = field(default_factory=dict)
     # Bodies returned by our own writes: fresher than the watch until the watch catches up.
     _written: dict[tuple[str, str], Body] = field(default_factory=dict)
     _phases: dict[str, str] = field(default_factory=dict)
     _held_back: dict[str, Snapshot | None] = field(default_factory=dict)
+    _status_written: dict[str, float] = field(default_factory=dict)
+    # Events are telemetry: recorded in the background, off the path to the Deployment.
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def trigger(self, name: str, delay: float = SPEC_DELAY) -> None:
-        """Reconcile `name` soon; a reconcile already scheduled covers this trigger too."""
+        """Reconcile `name` soon; a reconcile already scheduled covers this trigger too, unless
+        it is due later (a spec change must not wait for a child's or a progress write's delay)."""
+        due = time.monotonic() + delay
         if name in self._pending:
-            return
+            if self._due[name] <= due:
+                return
+            self._pending.pop(name).cancel()  # still sleeping: it pops itself before working
+        self._due[name] = due
         self._pending[name] = asyncio.create_task(self._run(name, delay), name=f"reconcile {name}")
 
     def forget(self, name: str) -> None:
@@ -73,6 +86,7 @@ class Reconciler:
         self._locks.pop(name, None)
         self._phases.pop(name, None)
         self._held_back.pop(name, None)
+        self._status_written.pop(name, None)
         m.publish_phases(self._phases)
         for key in [k for k in self._written if k[1] == name]:
             del self._written[key]
@@ -106,11 +120,19 @@ class Reconciler:
             finally:
                 m.RECONCILE_SECONDS.observe(time.monotonic() - started)
 
+    def child_deleted(self, kind: str, name: str) -> None:
+        """The watch saw a child go: what our last write returned no longer exists."""
+        self._written.pop((kind, name), None)
+
     def _fresh(self, kind: str, name: str, observed: Body | None) -> Body | None:
         """The newer of what the watch saw and what our last write returned."""
         written = self._written.get((kind, name))
-        if written is None or observed is None:
+        if written is None:
             return observed
+        if observed is None:
+            # Not seen by the watch yet (a deletion would have dropped `written`): re-applying
+            # it here cost every new release a second Deployment and Namespace write.
+            return written
         if _version(written) > _version(observed):
             return written
         del self._written[(kind, name)]
@@ -173,11 +195,23 @@ class Reconciler:
             datetime.now(UTC),
         )
         if _differs(new_status, status):
-            patch = {key: new_status.get(key) for key in {*status, *new_status}}
-            written = await self.kube.patch_release_status(name, patch)
-            self._written[("TestAppRelease", name)] = written
+            wait = self._progress_wait(name, new_status, status)
+            if wait > 0:
+                self.trigger(name, wait)
+            else:
+                patch = {key: new_status.get(key) for key in {*status, *new_status}}
+                written = await self.kube.patch_release_status(name, patch)
+                self._written[("TestAppRelease", name)] = written
+                self._status_written[name] = time.monotonic()
         self._phases[name] = new_status["phase"]
         m.publish_phases(self._phases)
+
+    def _progress_wait(self, name: str, new: Mapping[str, Any], old: Mapping[str, Any]) -> float:
+        """Seconds to hold back a status write that only reports progress (0: write now)."""
+        if _decisive(new) != _decisive(old):
+            return 0.0
+        since = time.monotonic() - self._status_written.get(name, float("-inf"))
+        return max(0.0, PROGRESS_INTERVAL - since)
 
     def _revisions(self, name: str) -> list[Revision]:
         return _with_recorded_outcomes(self._stored_revisions(name), self.world.release(name))
@@ -227,11 +261,12 @@ class Reconciler:
         }
         # Nothing in the spec changed since the last reconcile, yet an object differs: drift.
         steady = not new_generation and not decided.deploy
-        drifted = []
+        drifted: list[str] = []
+        changed: list[Body] = []
         for desired in (
             render.namespace(release, decided.target),
-            render.service(release, decided.target),
             render.deployment(release, decided.target),
+            render.service(release, decided.target),
         ):
             kind = desired["kind"]
             current = self._fresh(kind, release.name, observed[kind])
@@ -239,7 +274,13 @@ class Reconciler:
                 continue
             if steady:
                 drifted.append(f"{kind} {'changed' if current else 'missing'}")
-            await self._apply(desired)
+            if kind == "Namespace" and current is None:
+                await self._apply(desired)  # the other two live in it
+            else:
+                changed.append(desired)
+        # Independent objects: applied together, so a tag change reaches the Deployment after one
+        # round trip, not after the Namespace's and the Service's (their version label changes).
+        await asyncio.gather(*(self._apply(desired) for desired in changed))
         if drifted:
             m.DRIFT_CORRECTIONS.inc()
             await self._event(body, "Normal", "DriftCorrected", "restored " + ", ".join(drifted))
@@ -280,6 +321,11 @@ class Reconciler:
             await self._event(body, "Normal", "Unpinned", "spec.revision cleared: rolling forward")
 
     async def _event(self, body: Body, type_: str, reason: str, message: str) -> None:
+        task = asyncio.create_task(self._record_event(body, type_, reason, message))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _record_event(self, body: Body, type_: str, reason: str, message: str) -> None:
         try:
             await self.kube.event(body, type_, reason, message)
         except ApiException as error:  # an event is telemetry: never fail a reconcile over it
@@ -328,6 +374,19 @@ def _with_recorded_outcomes(revisions: list[Revision], body: Body | None) -> lis
         else revision
         for revision in revisions
     ]
+
+
+def _decisive(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The status without what a rollout's progress changes: replica counts and messages."""
+    kept = {
+        k: v
+        for k, v in status.items()
+        if v is not None and k not in ("replicas", "readyReplicas", "conditions")
+    }
+    kept["conditions"] = sorted(
+        (c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions") or []
+    )
+    return kept
 
 
 def _differs(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
