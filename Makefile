@@ -55,13 +55,14 @@ cluster-env: ## Print `export KUBECONFIG=...` for the local control plane (use w
 	@$(PYTHON) hack/cluster/localcluster.py env
 
 .PHONY: demo
-demo: cluster-up ## The main job: start everything and show it working
-	@KUBECONFIG=$$($(CLUSTER) kubeconfig) kubectl get nodes,pods -A
-	@echo
-	@echo "The local cluster is running. Use it with:"
-	@echo "  $$(make -s cluster-env)"
-	@echo "  kubectl get nodes"
-	@echo "Stop it with: make cluster-down"
+demo: cluster-up ## The main job: cluster, operator, four environments, roll forward/back, auto-rollback
+	@hack/demo.sh
+
+.PHONY: run
+run: venv ## Run the operator in the foreground against KUBECONFIG (default: the local cluster)
+	@export KUBECONFIG=$${KUBECONFIG:-$$($(CLUSTER) kubeconfig)}; \
+	kubectl apply --server-side -k crds && \
+	exec $(BIN)/python -m testapp_operator --standalone
 
 # --- Delivery: images, rendered manifests, releases. The GitLab jobs call exactly these targets
 # (see .gitlab-ci.yml and docs/delivery.md), so a person can run the same step by hand.

@@ -1,12 +1,13 @@
 """The local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
 (a fake kubelet) built from the official Go modules and started on loopback.
 
-    python hack/cluster/localcluster.py up|down|status|env|kubeconfig|build
+    python hack/cluster/localcluster.py up|down|status|env|kubeconfig|build|operator
 
 `up` builds the multi-call binary once into ~/.cache/testapp/cluster-<hash>/ (keyed by the Go
 module's files, so every clone on this machine shares it), writes certificates and a kubeconfig
 under .cluster/ in the work tree, starts every component in one process group, and waits for them
-in order. `down` stops the group. The pytest fixture in tests/conftest.py uses the same functions.
+in order. `operator` runs the operator in the background in the same group. `down` stops the
+group. The pytest fixture in tests/conftest.py uses the same functions.
 """
 
 from __future__ import annotations
@@ -557,6 +558,36 @@ def up(
     return cluster
 
 
+def start_operator(state: Path = STATE_DIR, metrics_port: int = 8081) -> int:
+    """Run the operator in the background, in the cluster's process group (so `down` stops it
+    too); returns its pid. Idempotent."""
+    cluster = read_state(state)
+    if cluster is None or not is_healthy(cluster):
+        raise ClusterError("the local control plane is not running (make cluster-up)")
+    pid_file = state / "operator.pid"
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text())
+        if b"testapp_operator" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+    log = (state / "logs" / "operator.log").open("ab")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "testapp_operator",
+            "--standalone",
+            f"--metrics-port={metrics_port}",
+        ],
+        env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=preexec_join(cluster.pgid, die_with_parent=False),
+    )
+    pid_file.write_text(str(process.pid))
+    return process.pid
+
+
 def node_ready(server: str, admin: ssl.SSLContext) -> bool:
     status, body = http(f"{server}/api/v1/nodes/{NODE_NAME}", admin)
     if status != 200:
@@ -579,6 +610,7 @@ def down(state: Path = STATE_DIR, grace: float = 10) -> None:
         os.killpg(cluster.pgid, signal.SIGKILL)
     reap_children()
     (state / "state.json").unlink(missing_ok=True)
+    (state / "operator.pid").unlink(missing_ok=True)
 
 
 def reap_children() -> None:
@@ -625,7 +657,9 @@ def rss_mb(pgid: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "env", "kubeconfig", "build"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "env", "kubeconfig", "build", "operator"]
+    )
     args = parser.parse_args(argv)
     kubeconfig = STATE_DIR / "kubeconfig"
     try:
@@ -634,6 +668,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "up":
             cluster = up()
             print(f"export KUBECONFIG={cluster.kubeconfig}")
+        elif args.command == "operator":
+            pid = start_operator()
+            print(f"Operator running (pid {pid}); log: {STATE_DIR / 'logs' / 'operator.log'}")
         elif args.command == "down":
             down()
             print("Local control plane stopped.")

@@ -6,7 +6,9 @@ Every flag has an environment variable, for the Deployment in k8s/operator/.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import random
 
 import kopf
 
@@ -48,7 +50,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--priority",
         type=int,
-        default=int(env("TESTAPP_PRIORITY", "0")),
+        # Kopf pauses every peer that sees another of the same priority, so replicas of one
+        # Deployment must differ: a random one unless told (env TESTAPP_PRIORITY).
+        default=int(env("TESTAPP_PRIORITY", "0")) or random.randint(1, 2**31),
         help="peering priority: the highest active replica works, the others wait",
     )
     parser.add_argument(
@@ -64,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=args.verbose, log_format=log_format)
+    if not args.verbose:
+        # Kopf logs every handled watch event; our own logger has one line per decision.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.run(

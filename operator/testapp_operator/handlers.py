@@ -35,6 +35,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
+    # A replica that dies without saying goodbye is replaced after this many seconds.
+    settings.peering.lifetime = 15
     # The API client does discovery on creation: keep that I/O off the event loop.
     memo.reconciler = Reconciler(kube=await asyncio.to_thread(Kube))
 
