@@ -29,6 +29,8 @@ lint: venv ## ruff over the Python code, hadolint over both Dockerfiles
 .PHONY: test
 test: venv lint ## Run every test (unit, cluster, pipeline); starts the local control plane itself
 	$(BIN)/pytest
+	@echo "== The operator suite again, the operator authenticated as its ServiceAccount (k8s/operator RBAC)"
+	$(BIN)/pytest tests/cluster/test_operator.py --operator-identity=serviceaccount
 
 .PHONY: test-unit
 test-unit: venv ## Only the tests that need no cluster
