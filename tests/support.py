@@ -72,24 +72,29 @@ class OperatorProcess:
     """The operator as a real process (`python -m testapp_operator`) against the live cluster,
     with the identity and kubeconfig the tests chose."""
 
-    def __init__(self, kubeconfig: str, log_path: Path, *extra_args: str) -> None:
+    def __init__(
+        self, kubeconfig: str, log_path: Path, *extra_args: str, standalone: bool = True
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.extra_args = extra_args
+        self.standalone = standalone
         self.process: subprocess.Popen[bytes] | None = None
         self.liveness_port = 0
+        self.metrics_port = 0
 
     def start(self) -> None:
         self.liveness_port = free_port()
+        self.metrics_port = free_port()
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "testapp_operator",
-                "--standalone",
+                *(["--standalone"] if self.standalone else []),
                 "--log-format=json",
-                "--metrics-port=0",
+                f"--metrics-port={self.metrics_port}",
                 f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
                 *self.extra_args,
             ],
