@@ -353,10 +353,11 @@ def preexec_join(pgid: int | None, die_with_parent: bool) -> Callable[[], None]:
         else:
             os.setpgid(0, pgid)
         if die_with_parent:
-            # PR_SET_PDEATHSIG: an interrupted or killed test run takes the cluster with it.
+            # PR_SET_PDEATHSIG: an interrupted or killed test run takes the cluster with it
+            # (SIGKILL: nobody is left to wait for a graceful shutdown).
             import ctypes
 
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
     return join
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from tests.support import LiveCluster, wait_until
 
 pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def deployment(name: str, replicas: int) -> dict:
@@ -194,3 +202,32 @@ def test_server_side_apply_reports_a_conflict_between_field_managers(
     assert ".spec.size" in conflict.stderr
     stored = cluster.get("widget", "w", "-n", namespace)
     assert stored["spec"] == {"size": 1, "color": "red"}
+
+
+def test_an_interrupted_test_run_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
+    """A pytest that is SIGKILLed mid-run takes its control plane with it (PR_SET_PDEATHSIG)."""
+    script = (
+        "import os, signal, sys\n"
+        f"sys.path.insert(0, {str(REPO / 'hack' / 'cluster')!r})\n"
+        "import localcluster\n"
+        "from pathlib import Path\n"
+        f"with localcluster.running(Path({str(tmp_path)!r}), log=lambda line: None):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=180)
+    state = json.loads((tmp_path / "state.json").read_text())
+
+    assert run.returncode == -signal.SIGKILL
+    wait_until(lambda: not _group_alive(state["pgid"]), timeout=30, what="every component to exit")
+    for port in state["ports"].values():
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
