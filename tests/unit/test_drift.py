@@ -1,0 +1,133 @@
+"""drift.needs_apply: write only when the server does not already hold what we render."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from testapp_operator import FIELD_MANAGER
+from testapp_operator.drift import needs_apply
+
+DESIRED: dict[str, Any] = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "rel", "namespace": "rel", "labels": {"app": "test-app", "team": "a"}},
+    "spec": {
+        "replicas": 2,
+        "template": {
+            "metadata": {"labels": {"app": "test-app", "team": "a"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": "r/app:1",
+                        "resources": {"requests": {"cpu": "0.5", "memory": "64Mi"}},
+                    }
+                ]
+            },
+        },
+    },
+}
+
+
+def owned(labels: list[str], template_labels: list[str]) -> dict[str, Any]:
+    """managedFields as the API server writes them after our server-side apply."""
+    return {
+        "manager": FIELD_MANAGER,
+        "operation": "Apply",
+        "fieldsV1": {
+            "f:metadata": {"f:labels": {f"f:{key}": {} for key in labels}},
+            "f:spec": {
+                "f:template": {
+                    "f:metadata": {"f:labels": {f"f:{key}": {} for key in template_labels}}
+                }
+            },
+        },
+    }
+
+
+def observed_from(desired: dict[str, Any]) -> dict[str, Any]:
+    """What the server returns: our fields, server defaults around them, our managedFields."""
+    observed = copy.deepcopy(desired)
+    observed["metadata"]["uid"] = "1234"
+    observed["metadata"]["managedFields"] = [
+        {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {}},
+        owned(["app", "team"], ["app", "team"]),
+    ]
+    observed["spec"]["strategy"] = {"type": "RollingUpdate"}
+    container = observed["spec"]["template"]["spec"]["containers"][0]
+    container["imagePullPolicy"] = "IfNotPresent"
+    container["resources"]["requests"]["cpu"] = "500m"  # the server's canonical form of 0.5
+    observed["status"] = {"replicas": 2}
+    return observed
+
+
+def test_a_missing_object_needs_apply() -> None:
+    assert needs_apply(DESIRED, None)
+
+
+def test_an_object_with_our_fields_and_server_defaults_needs_no_apply() -> None:
+    assert not needs_apply(DESIRED, observed_from(DESIRED))
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("spec", "replicas"), 5),
+        (("metadata", "labels", "team"), "b"),
+        (("spec", "template", "metadata", "labels", "app"), "other"),
+    ],
+)
+def test_a_changed_field_needs_apply(path: tuple[str, ...], value: Any) -> None:
+    observed = observed_from(DESIRED)
+    node = observed
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+
+    assert needs_apply(DESIRED, observed)
+
+
+def test_a_changed_image_in_a_list_needs_apply() -> None:
+    observed = observed_from(DESIRED)
+    observed["spec"]["template"]["spec"]["containers"][0]["image"] = "evil/app:1"
+
+    assert needs_apply(DESIRED, observed)
+
+
+def test_a_different_number_of_list_items_needs_apply() -> None:
+    observed = observed_from(DESIRED)
+    containers = observed["spec"]["template"]["spec"]["containers"]
+    containers.append({"name": "sidecar", "image": "x"})
+
+    assert needs_apply(DESIRED, observed)
+
+
+def test_a_different_quantity_needs_apply() -> None:
+    observed = observed_from(DESIRED)
+    observed["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "1"
+
+    assert needs_apply(DESIRED, observed)
+
+
+def test_a_label_we_no_longer_render_needs_apply_to_be_removed() -> None:
+    desired = copy.deepcopy(DESIRED)
+    del desired["metadata"]["labels"]["team"]
+    del desired["spec"]["template"]["metadata"]["labels"]["team"]
+
+    assert needs_apply(desired, observed_from(DESIRED))
+
+
+def test_a_label_someone_else_added_is_left_alone() -> None:
+    observed = observed_from(DESIRED)
+    observed["metadata"]["labels"]["added-by-someone"] = "yes"
+
+    assert not needs_apply(DESIRED, observed)
+
+
+def test_an_object_we_never_applied_is_judged_by_its_fields_alone() -> None:
+    observed = observed_from(DESIRED)
+    observed["metadata"]["managedFields"] = []
+
+    assert not needs_apply(DESIRED, observed)
