@@ -103,30 +103,11 @@ async def release_changed(name: str, type: str | None, memo: kopf.Memo, **kwargs
         reconciler.trigger(name)
 
 
+# A release's children all carry its name: the Namespace is named after it, the Deployment and
+# Service live in that namespace.
 @kopf.on.event("", "v1", "namespaces", labels=MANAGED)
-async def namespace_changed(name: str, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-    reconciler = bind(memo, {key: kwargs[key] for key in INDEXES})
-    if type == "DELETED":
-        reconciler.child_deleted("Namespace", name)
-    reconciler.trigger(name, CHILD_DELAY)
-
-
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def deployment_changed(
-    name: str, namespace: str, type: str | None, memo: kopf.Memo, **kwargs: Any
-) -> None:
-    reconciler = bind(memo, {key: kwargs[key] for key in INDEXES})
-    if type == "DELETED" and name == namespace:
-        reconciler.child_deleted("Deployment", name)
-    reconciler.trigger(namespace, CHILD_DELAY)
-
-
 @kopf.on.event("", "v1", "services", labels=MANAGED)
-async def service_changed(
-    name: str, namespace: str, type: str | None, memo: kopf.Memo, **kwargs: Any
-) -> None:
-    reconciler = bind(memo, {key: kwargs[key] for key in INDEXES})
-    if type == "DELETED" and name == namespace:
-        # What our last apply returned is gone; the next reconcile must not trust it.
-        reconciler.child_deleted("Service", name)
-    reconciler.trigger(namespace, CHILD_DELAY)
+async def child_changed(name: str, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    release = namespace or name
+    bind(memo, {key: kwargs[key] for key in INDEXES}).trigger(release, CHILD_DELAY)

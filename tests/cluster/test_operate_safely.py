@@ -18,6 +18,7 @@ from tests.cluster.test_operator import (
     events,
     manifest,
     patch,
+    pinned_to_first_of_two,
     release,
     running_image,
     unique,
@@ -142,11 +143,7 @@ def test_every_decision_is_an_event_a_json_log_line_and_a_metric(
     cluster: LiveCluster, operator: OperatorProcess
 ) -> None:
     name = unique()
-    create(cluster, name, tag="1.0.0")
-    patch(cluster, name, {"spec": {"tag": "2.0.0"}})
-    wait_ready(cluster, name, revision=2)
-    patch(cluster, name, {"spec": {"revision": 1}})
-    wait_ready(cluster, name, revision=1)
+    pinned_to_first_of_two(cluster, name)
     patch(cluster, name, {"spec": {"revision": None}})
     wait_ready(cluster, name, revision=2)
     cluster.kubectl("set", "image", "-n", name, f"deployment/{name}", "app=x/y:1")

@@ -75,6 +75,15 @@ def create(cluster: LiveCluster, name: str, **spec: Any) -> dict:
     return wait_ready(cluster, name, revision=1)
 
 
+def pinned_to_first_of_two(cluster: LiveCluster, name: str) -> dict:
+    """A release that ran 1.0.0 (revision 1), then 2.0.0 (revision 2), now pinned to 1."""
+    create(cluster, name, tag="1.0.0")
+    patch(cluster, name, {"spec": {"tag": "2.0.0"}})
+    wait_ready(cluster, name, revision=2)
+    patch(cluster, name, {"spec": {"revision": 1}})
+    return wait_ready(cluster, name, revision=1)
+
+
 def test_applying_an_overlay_produces_namespace_deployment_and_service(
     cluster: LiveCluster, operator: OperatorProcess
 ) -> None:
@@ -157,12 +166,8 @@ def test_setting_revision_pins_the_old_tag_and_later_tags_wait(
     cluster: LiveCluster, operator: OperatorProcess
 ) -> None:
     name = unique()
-    create(cluster, name, tag="1.0.0")
-    patch(cluster, name, {"spec": {"tag": "2.0.0"}})
-    wait_ready(cluster, name, revision=2)
 
-    patch(cluster, name, {"spec": {"revision": 1}})
-    pinned = wait_ready(cluster, name, revision=1)
+    pinned = pinned_to_first_of_two(cluster, name)
 
     assert running_image(cluster, name) == f"{IMAGE}:1.0.0"
     assert pinned["status"]["pinned"] is True
@@ -191,11 +196,7 @@ def test_kubectl_scale_is_honoured_while_pinned_and_creates_no_revision(
     cluster: LiveCluster, operator: OperatorProcess
 ) -> None:
     name = unique()
-    create(cluster, name, tag="1.0.0")
-    patch(cluster, name, {"spec": {"tag": "2.0.0"}})
-    wait_ready(cluster, name, revision=2)
-    patch(cluster, name, {"spec": {"revision": 1}})
-    wait_ready(cluster, name, revision=1)
+    pinned_to_first_of_two(cluster, name)
 
     cluster.kubectl("scale", "tar", name, "--replicas=3")
 
