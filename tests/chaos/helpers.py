@@ -1,0 +1,145 @@
+"""What the chaos tests share: releases as data, their history as the API server holds it, and
+killing one control-plane component (kube-apiserver) and starting it again with its arguments."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.support import LiveCluster, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "hack" / "cluster"))
+
+import localcluster  # noqa: E402 (hack/cluster is not a package)
+
+IMAGE = "registry.example.com/test-app"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def manifest(name: str, tag: str = "1.0.0", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "testapp.dev/v1",
+        "kind": "TestAppRelease",
+        "metadata": {"name": name},
+        "spec": {"env": "dev", "image": IMAGE, "tag": tag, **spec},
+    }
+
+
+def is_ready_at(body: dict[str, Any], tag: str) -> bool:
+    status = body.get("status") or {}
+    return (
+        status.get("observedGeneration") == body["metadata"]["generation"]
+        and status.get("phase") == "Ready"
+        and status.get("image") == f"{IMAGE}:{tag}"
+    )
+
+
+def wait_ready(cluster: LiveCluster, name: str, tag: str, timeout: float = 90) -> dict[str, Any]:
+    return wait_until(
+        lambda: (body := cluster.get("tar", name)) and is_ready_at(body, tag) and body,
+        timeout=timeout,
+        what=f"{name} Ready at tag {tag}",
+    )
+
+
+def deployment(cluster: LiveCluster, name: str) -> dict[str, Any]:
+    return cluster.get("deployment", name, "-n", name)
+
+
+def image_of(deployment_body: dict[str, Any]) -> str:
+    return deployment_body["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def controller_revisions(cluster: LiveCluster, name: str) -> dict[int, dict[str, Any]]:
+    items = cluster.get("controllerrevisions", "-n", name, "-l", f"testapp.dev/release={name}")[
+        "items"
+    ]
+    return {item["revision"]: item for item in items}
+
+
+def assert_history_consistent(cluster: LiveCluster, name: str) -> dict[str, Any]:
+    """Numbers strictly increasing without duplicates, one revision per distinct Pod-template
+    spec (every tag the tests write is new, so snapshots never repeat), status history matching
+    the stored ControllerRevisions, and the deployed revision's snapshot being what runs."""
+    body = cluster.get("tar", name)
+    status = body["status"]
+    history = status["history"]
+    numbers = [item["revision"] for item in history]
+    assert numbers == sorted(set(numbers), reverse=True), f"{name}: history {numbers}"
+    stored = controller_revisions(cluster, name)
+    assert sorted(stored) == sorted(numbers), f"{name}: stored {sorted(stored)} vs {numbers}"
+    snapshots = [json.dumps(stored[n]["data"], sort_keys=True) for n in sorted(stored)]
+    assert len(set(snapshots)) == len(snapshots), f"{name}: two revisions of one snapshot"
+    for item in history:
+        assert stored[item["revision"]]["data"]["tag"] == item["tag"], f"{name}: {item}"
+    running = deployment(cluster, name)
+    template = running["spec"]["template"]
+    deployed = stored[status["revision"]]["data"]
+    assert image_of(running) == f"{deployed['image']}:{deployed['tag']}" == status["image"]
+    assert template["metadata"]["annotations"]["testapp.dev/revision"] == str(status["revision"])
+    return body
+
+
+# --- kube-apiserver restart ---------------------------------------------------------------------
+
+
+def component_pid(cluster: localcluster.Cluster, component: str) -> int:
+    """The pid of `component` in the cluster's process group (argv[0] names it)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if argv0 == component and int(stat.rsplit(")", 1)[1].split()[2]) == cluster.pgid:
+            return int(entry.name)
+    raise LookupError(f"{component} is not running in process group {cluster.pgid}")
+
+
+def restart_component(state: Path, component: str, timeout: float = 60) -> None:
+    """SIGKILL one component and start it again with the same arguments, in the same process
+    group (so `localcluster.py down` still stops it), then wait until it serves again."""
+    cluster = localcluster.read_state(state)
+    assert cluster is not None, f"no cluster state in {state}"
+    pid = component_pid(cluster, component)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 10, what=f"{pid} gone")
+    # Reap it if it is our child (the test session started the cluster); harmless otherwise.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    # Die with us only if the cluster itself does (this process started it).
+    leader_parent = int(Path(f"/proc/{cluster.pgid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    localcluster.start(
+        Path(cluster.binary),
+        component,
+        state,
+        cluster.ports,
+        cluster.pgid,
+        die_with_parent=leader_parent == os.getpid(),
+    )
+    admin = localcluster.admin_context(state)
+    deadline = time.monotonic() + timeout
+    while localcluster.http(f"{cluster.server}/readyz", admin)[0] != 200:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{component} did not become ready again in {timeout} s")
+        time.sleep(0.2)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
