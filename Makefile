@@ -32,12 +32,20 @@ test: venv lint ## Run every test (unit, cluster, pipeline); starts the local co
 	@echo "== The operator suite again, the operator authenticated as its ServiceAccount (k8s/operator RBAC)"
 	$(BIN)/pytest tests/cluster/test_operator.py --operator-identity=serviceaccount
 
+.PHONY: test-chaos
+test-chaos: venv ## Only the reliability and security suites (crash storm, API server restart, races, bad input, RBAC, PSA)
+	$(BIN)/pytest tests/chaos tests/security
+
 .PHONY: test-unit
 test-unit: venv ## Only the tests that need no cluster
 	$(BIN)/pytest -m 'not cluster'
 
 .PHONY: bench
-bench: bench-app ## Run every benchmark (loopback only, bounded durations)
+bench: bench-app bench-operator ## Run every benchmark (loopback only, bounded durations)
+
+.PHONY: bench-operator
+bench-operator: venv ## The operator on the local control plane: change latency, 300 releases, writes, idle, RSS -> bench/results.json
+	$(BIN)/python bench/operator_bench.py --out bench/results.json --app bench/app.json
 
 .PHONY: bench-app
 bench-app: venv ## test-app (hug) vs bare falcon under the same gunicorn, with wrk -> bench/app.json
