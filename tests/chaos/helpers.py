@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +69,51 @@ def controller_revisions(cluster: LiveCluster, name: str) -> dict[int, dict[str,
     return {item["revision"]: item for item in items}
 
 
-def assert_history_consistent(cluster: LiveCluster, name: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class World:
+    """Releases, their ControllerRevisions and Deployments, read in three calls (not 3 per
+    release): what a check over many releases looks at."""
+
+    releases: dict[str, dict[str, Any]]
+    revisions: dict[str, dict[int, dict[str, Any]]]
+    deployments: dict[str, dict[str, Any]]
+
+    @classmethod
+    def read(cls, cluster: LiveCluster) -> World:
+        revisions: dict[str, dict[int, dict[str, Any]]] = {}
+        for item in cluster.get("controllerrevisions", "-A", "-l", "testapp.dev/release")["items"]:
+            owner = item["metadata"]["labels"]["testapp.dev/release"]
+            revisions.setdefault(owner, {})[item["revision"]] = item
+        managed = "app.kubernetes.io/managed-by=testapp-operator"
+        return cls(
+            releases={b["metadata"]["name"]: b for b in cluster.get("tar")["items"]},
+            revisions=revisions,
+            deployments={
+                d["metadata"]["namespace"]: d
+                for d in cluster.get("deployments", "-A", "-l", managed)["items"]
+                if d["metadata"]["name"] == d["metadata"]["namespace"]
+            },
+        )
+
+
+def assert_history_consistent(
+    cluster: LiveCluster, name: str, world: World | None = None
+) -> dict[str, Any]:
     """Numbers strictly increasing without duplicates, one revision per distinct Pod-template
     spec (every tag the tests write is new, so snapshots never repeat), status history matching
     the stored ControllerRevisions, and the deployed revision's snapshot being what runs."""
-    body = cluster.get("tar", name)
+    body = world.releases[name] if world else cluster.get("tar", name)
     status = body["status"]
     history = status["history"]
     numbers = [item["revision"] for item in history]
     assert numbers == sorted(set(numbers), reverse=True), f"{name}: history {numbers}"
-    stored = controller_revisions(cluster, name)
+    stored = world.revisions.get(name, {}) if world else controller_revisions(cluster, name)
     assert sorted(stored) == sorted(numbers), f"{name}: stored {sorted(stored)} vs {numbers}"
     snapshots = [json.dumps(stored[n]["data"], sort_keys=True) for n in sorted(stored)]
     assert len(set(snapshots)) == len(snapshots), f"{name}: two revisions of one snapshot"
     for item in history:
         assert stored[item["revision"]]["data"]["tag"] == item["tag"], f"{name}: {item}"
-    running = deployment(cluster, name)
+    running = world.deployments[name] if world else deployment(cluster, name)
     template = running["spec"]["template"]
     deployed = stored[status["revision"]]["data"]
     assert image_of(running) == f"{deployed['image']}:{deployed['tag']}" == status["image"]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.chaos.helpers import assert_history_consistent, is_ready_at, manifest, unique
+from tests.chaos.helpers import World, assert_history_consistent, is_ready_at, manifest, unique
 from tests.support import LiveCluster, OperatorProcess, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
@@ -49,8 +49,9 @@ def test_every_release_converges_to_its_last_spec_through_a_crash_storm(
         assert kills >= 5, f"only {kills} kills: the storm was too short to mean anything"
 
         all_ready(cluster, names, last, timeout=240)
+        world = World.read(cluster)
         for name in names:
-            body = assert_history_consistent(cluster, name)
+            body = assert_history_consistent(cluster, name, world)
             assert body["spec"]["tag"] == last[name]
             assert body["status"]["history"][0]["tag"] == last[name]
     finally:
