@@ -166,10 +166,6 @@ class Reconciler:
                 },
             )
 
-        if decided.create is not None:
-            created = await self._create_revision(body, release, decided.create)
-            # History shows the server's creation time at once: no second status write for it.
-            decided = replace(decided, create=replace(decided.create, created=created))
         stored = {r.number: r.outcome for r in self._stored_revisions(name)}
         for number, outcome in decided.outcomes:
             if Outcome.FAILED in (outcome, stored.get(number)):
@@ -178,8 +174,23 @@ class Reconciler:
                 await self.kube.annotate(
                     "ControllerRevision", f"{name}-{number}", name, {OUTCOME_ANNOTATION: outcome}
                 )
-        if decided.target is not None and not release.paused:
-            await self._apply_children(body, release, decided, new_generation)
+        deploying = decided.target is not None and not release.paused
+        if decided.create is not None or deploying:
+            first = decided.create or decided.target
+            if self._fresh("Namespace", name, self.world.namespace(name)) is None:
+                await self._apply(render.namespace(release, first))  # it holds everything else
+        # The revision and the Deployment that runs it are written together: one round trip from a
+        # spec change to the rollout. Should the revision's write fail alone, the next reconcile
+        # records what runs under the next number (numbers are never reused), so the history
+        # stays strictly increasing and complete.
+        # The Deployment's write is sent first: it is what a change waits for.
+        _, created = await asyncio.gather(
+            self._apply_children(body, release, decided, new_generation) if deploying else _none(),
+            self._create_revision(body, release, decided.create) if decided.create else _none(),
+        )
+        if decided.create is not None:
+            # History shows the server's creation time at once: no second status write for it.
+            decided = replace(decided, create=replace(decided.create, created=created))
         for number in decided.prune:
             await self.kube.delete("ControllerRevision", f"{name}-{number}", name)
             await self._event(body, "Normal", "Pruned", f"revision {number} pruned")
@@ -233,10 +244,7 @@ class Reconciler:
         return revisions
 
     async def _create_revision(self, body: Body, release: Release, revision: Revision) -> str:
-        """Store the revision; returns its creationTimestamp."""
-        # The namespace holds the revisions, so it must exist first.
-        if self.world and self.world.namespace(release.name) is None:
-            await self._apply(render.namespace(release, revision))
+        """Store the revision (its namespace exists); returns its creationTimestamp."""
         # Server-side apply, not create: the API server then stores `data` re-encoded, and later
         # patches of the outcome annotation pass its immutability check (a create keeps the
         # client's JSON bytes, which a patch re-encodes differently: "field is immutable").
@@ -264,8 +272,8 @@ class Reconciler:
         drifted: list[str] = []
         changed: list[Body] = []
         for desired in (
-            render.namespace(release, decided.target),
             render.deployment(release, decided.target),
+            render.namespace(release, decided.target),
             render.service(release, decided.target),
         ):
             kind = desired["kind"]
@@ -274,12 +282,9 @@ class Reconciler:
                 continue
             if steady:
                 drifted.append(f"{kind} {'changed' if current else 'missing'}")
-            if kind == "Namespace" and current is None:
-                await self._apply(desired)  # the other two live in it
-            else:
-                changed.append(desired)
-        # Independent objects: applied together, so a tag change reaches the Deployment after one
-        # round trip, not after the Namespace's and the Service's (their version label changes).
+            changed.append(desired)
+        # The namespace exists (reconcile makes sure), so the three are independent: applied
+        # together, the Deployment first, so a tag change reaches it after one round trip.
         await asyncio.gather(*(self._apply(desired) for desired in changed))
         if drifted:
             m.DRIFT_CORRECTIONS.inc()
@@ -393,3 +398,7 @@ def _differs(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
     return {k: v for k, v in new.items() if v is not None} != {
         k: v for k, v in old.items() if v is not None
     }
+
+
+async def _none() -> None:
+    return None
