@@ -325,6 +325,11 @@ def component_args(component: str, state: Path, ports: Ports) -> list[str]:
             "--bind-address=127.0.0.1",
             f"--secure-port={port}",
             "--leader-elect=false",
+            # The default client limits (20 QPS for the controller-manager) would make the
+            # controllers, not what is under test, the bottleneck when hundreds of Deployments
+            # roll out at once (kwokctl raises them for the same reason).
+            "--kube-api-qps=500",
+            "--kube-api-burst=1000",
         ]
         if short == "controller-manager":
             args += [
@@ -332,6 +337,8 @@ def component_args(component: str, state: Path, ports: Ports) -> list[str]:
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 "--use-service-account-credentials=true",
                 "--cluster-name=testapp-local",
+                "--concurrent-deployment-syncs=20",
+                "--concurrent-replicaset-syncs=20",
             ]
         return args
     if component == "kwok":

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from testapp_operator import OUTCOME_ANNOTATION, render
+from testapp_operator import OUTCOME_ANNOTATION, RELEASE_LABEL, render
 from testapp_operator import metrics as m
 from testapp_operator.drift import needs_apply
 from testapp_operator.kube import ApiException, Body, Kube
@@ -88,8 +88,9 @@ class Reconciler:
         self._held_back.pop(name, None)
         self._status_written.pop(name, None)
         m.publish_phases(self._phases)
-        for key in [k for k in self._written if k[1] == name]:
-            del self._written[key]
+        for key, written in list(self._written.items()):
+            if key[1] == name or _release_of(written) == name:
+                del self._written[key]
 
     async def _run(self, name: str, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -193,6 +194,7 @@ class Reconciler:
             decided = replace(decided, create=replace(decided.create, created=created))
         for number in decided.prune:
             await self.kube.delete("ControllerRevision", f"{name}-{number}", name)
+            self._written.pop(("ControllerRevision", f"{name}-{number}"), None)
             await self._event(body, "Normal", "Pruned", f"revision {number} pruned")
         await self._announce(body, release, decided, new_generation)
 
@@ -229,8 +231,18 @@ class Reconciler:
 
     def _stored_revisions(self, name: str) -> list[Revision]:
         assert self.world is not None
+        stored = {obj["metadata"]["name"]: obj for obj in self.world.revisions(name)}
+        # A revision we just wrote may not have come back through the watch yet; without it the
+        # plan would record the same snapshot again under the next number.
+        for key, written in list(self._written.items()):
+            if key[0] != "ControllerRevision" or _release_of(written) != name:
+                continue
+            if key[1] in stored:
+                del self._written[key]  # the watch caught up
+            else:
+                stored[key[1]] = written
         revisions = []
-        for obj in self.world.revisions(name):
+        for obj in stored.values():
             try:
                 revisions.append(Revision.from_controller_revision(obj))
             except ReleaseError as error:
@@ -249,6 +261,7 @@ class Reconciler:
         # patches of the outcome annotation pass its immutability check (a create keeps the
         # client's JSON bytes, which a patch re-encodes differently: "field is immutable").
         stored = await self.kube.apply(render.controller_revision(release, revision))
+        self._written[("ControllerRevision", stored["metadata"]["name"])] = stored
         m.REVISIONS_CREATED.inc()
         await self._event(
             body,
@@ -402,3 +415,7 @@ def _differs(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
 
 async def _none() -> None:
     return None
+
+
+def _release_of(body: Mapping[str, Any]) -> str | None:
+    return ((body.get("metadata") or {}).get("labels") or {}).get(RELEASE_LABEL)
