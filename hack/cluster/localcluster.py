@@ -312,6 +312,9 @@ def component_args(component: str, state: Path, ports: Ports) -> list[str]:
             f"--audit-policy-file={HERE / 'audit-policy.yaml'}",
             f"--audit-log-path={state / 'logs' / 'audit.log'}",
             "--audit-log-format=json",
+            # Never rotate mid-measurement (the default rotates at 100 MB, which a 300-release
+            # benchmark reaches, and a rotated log reads as "no writes").
+            "--audit-log-maxsize=4096",
         ]
     if component in ("kube-controller-manager", "kube-scheduler"):
         short = "controller-manager" if component == "kube-controller-manager" else "scheduler"

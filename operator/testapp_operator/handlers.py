@@ -46,43 +46,30 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler.kube.close()
 
 
-def kept(body: kopf.Body) -> dict[str, Any]:
-    """What an index keeps of an object: all but the other managers' managedFields, which are
-    most of a Deployment's size and never read (memory grows with the number of releases)."""
-    raw = dict(body)
-    metadata = dict(raw.get("metadata") or {})
-    metadata["managedFields"] = [
-        entry
-        for entry in metadata.get("managedFields") or []
-        if entry.get("manager") == FIELD_MANAGER
-    ]
-    return {**raw, "metadata": metadata}
-
-
 @kopf.index(GROUP, VERSION, PLURAL)
 def releases(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return {name: kept(body)}
+    return {name: body}
 
 
 @kopf.index("", "v1", "namespaces", labels=MANAGED)
 def namespaces(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return {name: kept(body)}
+    return {name: body}
 
 
 # A release's Deployment and Service are named like it and live in its namespace.
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 def deployments(name: str, namespace: str, body: kopf.Body, **_: Any) -> dict[str, Any] | None:
-    return {name: kept(body)} if name == namespace else None
+    return {name: body} if name == namespace else None
 
 
 @kopf.index("", "v1", "services", labels=MANAGED)
 def services(name: str, namespace: str, body: kopf.Body, **_: Any) -> dict[str, Any] | None:
-    return {name: kept(body)} if name == namespace else None
+    return {name: body} if name == namespace else None
 
 
 @kopf.index("apps", "v1", "controllerrevisions", labels={RELEASE_LABEL: kopf.PRESENT})
 def controllerrevisions(labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return {labels[RELEASE_LABEL]: kept(body)}
+    return {labels[RELEASE_LABEL]: body}
 
 
 def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> Reconciler:
