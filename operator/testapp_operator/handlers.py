@@ -108,6 +108,15 @@ async def release_changed(name: str, type: str | None, memo: kopf.Memo, **kwargs
 @kopf.on.event("", "v1", "namespaces", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("", "v1", "services", labels=MANAGED)
-async def child_changed(name: str, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-    release = namespace or name
-    bind(memo, {key: kwargs[key] for key in INDEXES}).trigger(release, CHILD_DELAY)
+async def child_changed(
+    name: str,
+    namespace: str | None,
+    type: str | None,
+    resource: kopf.Resource,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    reconciler = bind(memo, {key: kwargs[key] for key in INDEXES})
+    if type == "DELETED":
+        reconciler.child_deleted(resource.kind, name)
+    reconciler.trigger(namespace or name, CHILD_DELAY)
