@@ -151,7 +151,9 @@ class Reconciler:
             return
         deployment = self._fresh("Deployment", name, self.world.deployment(name))
         rollout = observe_deployment(deployment)
-        revisions = self._revisions(name)
+        stored_revisions = self._stored_revisions(name)
+        # Outcomes from the freshest status we know of (our own last write, if the watch lags).
+        revisions = _with_recorded_outcomes(stored_revisions, body)
         decided = plan(release, revisions, rollout)
         status = body.get("status") or {}
         new_generation = status.get("observedGeneration") != release.generation
@@ -167,7 +169,7 @@ class Reconciler:
                 },
             )
 
-        stored = {r.number: r.outcome for r in self._stored_revisions(name)}
+        stored = {r.number: r.outcome for r in stored_revisions}
         for number, outcome in decided.outcomes:
             if Outcome.FAILED in (outcome, stored.get(number)):
                 # Failed is also kept on the ControllerRevision, so that an operator that lost the
@@ -225,9 +227,6 @@ class Reconciler:
             return 0.0
         since = time.monotonic() - self._status_written.get(name, float("-inf"))
         return max(0.0, PROGRESS_INTERVAL - since)
-
-    def _revisions(self, name: str) -> list[Revision]:
-        return _with_recorded_outcomes(self._stored_revisions(name), self.world.release(name))
 
     def _stored_revisions(self, name: str) -> list[Revision]:
         assert self.world is not None
