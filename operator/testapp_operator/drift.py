@@ -35,6 +35,32 @@ def needs_apply(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) 
     return False
 
 
+def compact(observed: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator keeps of an observed object: all of it but managedFields, of which only
+    what `needs_apply` reads (the label keys our manager owns).
+
+    The indexes hold one body per child of every release, and managedFields are half of a body's
+    memory (each field is a nested dict), so keeping them whole doubled the operator's footprint.
+    Top-level parts are shared with `observed`, not copied.
+    """
+    metadata = dict(observed.get("metadata") or {})
+    fields = metadata.pop("managedFields", None)
+    owned = _owned_fields({"metadata": {"managedFields": fields}})
+    if owned is not None:
+        kept: dict[str, Any] = {}
+        for path in LABEL_PATHS:
+            keys = _owned_keys(owned, path)
+            if keys:
+                node = kept
+                for part in path:
+                    node = node.setdefault(f"f:{part}", {})
+                node.update({f"f:{key}": {} for key in keys})
+        metadata["managedFields"] = [
+            {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": kept}
+        ]
+    return {**observed, "metadata": metadata}
+
+
 def _contains(observed: Any, desired: Any, path: tuple[str, ...]) -> bool:
     if isinstance(desired, Mapping):
         if not isinstance(observed, Mapping):

@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION
+from testapp_operator.drift import compact
 from testapp_operator.kube import Kube
 from testapp_operator.reconciler import CHILD_DELAY, Reconciler, World
 
@@ -46,30 +47,34 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler.kube.close()
 
 
+# Indexers are coroutines: Kopf runs plain functions in a thread, one hop per watch event. Each
+# keeps the compact body (no managedFields but our label keys): memory grows with the releases.
 @kopf.index(GROUP, VERSION, PLURAL)
-def releases(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return {name: body}
+async def releases(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {name: compact(body)}
 
 
 @kopf.index("", "v1", "namespaces", labels=MANAGED)
-def namespaces(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return {name: body}
+async def namespaces(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {name: compact(body)}
 
 
 # A release's Deployment and Service are named like it and live in its namespace.
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def deployments(name: str, namespace: str, body: kopf.Body, **_: Any) -> dict[str, Any] | None:
-    return {name: body} if name == namespace else None
+async def deployments(
+    name: str, namespace: str, body: kopf.Body, **_: Any
+) -> dict[str, Any] | None:
+    return {name: compact(body)} if name == namespace else None
 
 
 @kopf.index("", "v1", "services", labels=MANAGED)
-def services(name: str, namespace: str, body: kopf.Body, **_: Any) -> dict[str, Any] | None:
-    return {name: body} if name == namespace else None
+async def services(name: str, namespace: str, body: kopf.Body, **_: Any) -> dict[str, Any] | None:
+    return {name: compact(body)} if name == namespace else None
 
 
 @kopf.index("apps", "v1", "controllerrevisions", labels={RELEASE_LABEL: kopf.PRESENT})
-def controllerrevisions(labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return {labels[RELEASE_LABEL]: body}
+async def controllerrevisions(labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {labels[RELEASE_LABEL]: compact(body)}
 
 
 def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> Reconciler:

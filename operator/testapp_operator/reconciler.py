@@ -19,8 +19,8 @@ from typing import Any
 
 from testapp_operator import OUTCOME_ANNOTATION, RELEASE_LABEL, render
 from testapp_operator import metrics as m
-from testapp_operator.drift import needs_apply
-from testapp_operator.kube import ApiException, Body, Kube
+from testapp_operator.drift import compact, needs_apply
+from testapp_operator.kube import API_THREADS, ApiException, Body, Kube
 from testapp_operator.release import Release, ReleaseError, Snapshot
 from testapp_operator.revisions import Decision, Outcome, Plan, Revision, plan
 from testapp_operator.status import compute_status, observe_deployment
@@ -68,6 +68,10 @@ class Reconciler:
     _status_written: dict[str, float] = field(default_factory=dict)
     # Events are telemetry: recorded in the background, off the path to the Deployment.
     _background: set[asyncio.Task[None]] = field(default_factory=set)
+    # Reconciles in flight at once: as many as the API client has threads. Unbounded, 300 new
+    # releases each held their bodies and rendered objects while queued behind those threads,
+    # and the operator kept that peak as its resident memory (Python rarely returns it).
+    _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(API_THREADS))
 
     def trigger(self, name: str, delay: float = SPEC_DELAY) -> None:
         """Reconcile `name` soon; a reconcile already scheduled covers this trigger too, unless
@@ -98,7 +102,7 @@ class Reconciler:
         self._pending.pop(name, None)
         lock = self._locks.setdefault(name, asyncio.Lock())
         started = time.monotonic()
-        async with lock:
+        async with lock, self._slots:
             try:
                 await self.reconcile(name)
             except Exception as error:  # transient API errors: retry with backoff, never hot-loop
@@ -216,7 +220,7 @@ class Reconciler:
             else:
                 patch = {key: new_status.get(key) for key in {*status, *new_status}}
                 written = await self.kube.patch_release_status(name, patch)
-                self._written[("TestAppRelease", name)] = written
+                self._written[("TestAppRelease", name)] = compact(written)
                 self._status_written[name] = time.monotonic()
         self._phases[name] = new_status["phase"]
         m.publish_phases(self._phases)
@@ -259,7 +263,7 @@ class Reconciler:
         # Server-side apply, not create: the API server then stores `data` re-encoded, and later
         # patches of the outcome annotation pass its immutability check (a create keeps the
         # client's JSON bytes, which a patch re-encodes differently: "field is immutable").
-        stored = await self.kube.apply(render.controller_revision(release, revision))
+        stored = compact(await self.kube.apply(render.controller_revision(release, revision)))
         self._written[("ControllerRevision", stored["metadata"]["name"])] = stored
         m.REVISIONS_CREATED.inc()
         await self._event(
@@ -304,7 +308,7 @@ class Reconciler:
 
     async def _apply(self, desired: Body) -> None:
         written = await self.kube.apply(desired)
-        self._written[(desired["kind"], desired["metadata"]["name"])] = written
+        self._written[(desired["kind"], desired["metadata"]["name"])] = compact(written)
 
     async def _announce(
         self, body: Body, release: Release, decided: Plan, new_generation: bool

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from testapp_operator import FIELD_MANAGER
-from testapp_operator.drift import needs_apply
+from testapp_operator.drift import compact, needs_apply
 
 DESIRED: dict[str, Any] = {
     "apiVersion": "apps/v1",
@@ -131,3 +131,71 @@ def test_an_object_we_never_applied_is_judged_by_its_fields_alone() -> None:
     observed["metadata"]["managedFields"] = []
 
     assert not needs_apply(DESIRED, observed)
+
+
+# compact: what the indexes keep of an observed object.
+
+
+def full_observed() -> dict[str, Any]:
+    """observed_from(DESIRED) with our Apply entry as the server writes it: every field we own."""
+    observed = observed_from(DESIRED)
+    ours = observed["metadata"]["managedFields"][1]
+    ours["fieldsV1"]["f:spec"]["f:replicas"] = {}
+    ours["fieldsV1"]["f:spec"]["f:template"]["f:spec"] = {"f:containers": {'k:{"name":"app"}': {}}}
+    return observed
+
+
+def test_compact_keeps_only_our_label_keys_of_the_managed_fields() -> None:
+    assert compact(full_observed())["metadata"]["managedFields"] == [
+        owned(["app", "team"], ["app", "team"])
+    ]
+
+
+def test_compact_keeps_everything_else_and_leaves_its_input_alone() -> None:
+    observed = full_observed()
+    before = copy.deepcopy(observed)
+
+    kept = compact(observed)
+
+    assert observed == before
+    assert {k: v for k, v in kept["metadata"].items() if k != "managedFields"} == {
+        k: v for k, v in observed["metadata"].items() if k != "managedFields"
+    }
+    assert {k: v for k, v in kept.items() if k != "metadata"} == {
+        k: v for k, v in observed.items() if k != "metadata"
+    }
+
+
+def test_compact_of_an_object_we_never_applied_has_no_managed_fields() -> None:
+    observed = observed_from(DESIRED)
+    observed["metadata"]["managedFields"] = observed["metadata"]["managedFields"][:1]
+
+    assert "managedFields" not in compact(observed)["metadata"]
+    assert "managedFields" not in compact({"metadata": {"name": "x"}})["metadata"]
+
+
+def test_compact_of_our_object_without_labels_still_marks_it_ours() -> None:
+    observed = observed_from(DESIRED)
+    observed["metadata"]["managedFields"] = [owned([], [])]
+
+    kept = compact(observed)["metadata"]["managedFields"]
+
+    assert kept == [{"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": {}}]
+
+
+@pytest.mark.parametrize(
+    "desired",
+    [
+        DESIRED,
+        {**DESIRED, "spec": {**DESIRED["spec"], "replicas": 3}},
+        {
+            **DESIRED,
+            "metadata": {**DESIRED["metadata"], "labels": {"app": "test-app"}},
+        },
+    ],
+    ids=["same", "changed field", "label dropped"],
+)
+def test_needs_apply_judges_a_compact_body_like_the_full_one(desired: dict[str, Any]) -> None:
+    observed = full_observed()
+
+    assert needs_apply(desired, compact(observed)) == needs_apply(desired, observed)
