@@ -43,9 +43,9 @@ def compact(observed: Mapping[str, Any]) -> dict[str, Any]:
     memory (each field is a nested dict), so keeping them whole doubled the operator's footprint.
     Top-level parts are shared with `observed`, not copied.
     """
+    owned = _owned_fields(observed)
     metadata = dict(observed.get("metadata") or {})
-    fields = metadata.pop("managedFields", None)
-    owned = _owned_fields({"metadata": {"managedFields": fields}})
+    metadata.pop("managedFields", None)
     if owned is not None:
         kept: dict[str, Any] = {}
         for path in LABEL_PATHS:

@@ -22,8 +22,6 @@ from kubernetes.dynamic import DynamicClient
 from testapp_operator import FIELD_MANAGER, GROUP, VERSION
 
 T = TypeVar("T")
-# Concurrent API calls (threads, pooled connections); the reconciler runs as many reconciles.
-API_THREADS = 16
 Body = dict[str, Any]
 
 # (apiVersion, kind) -> the dynamic client's resource, resolved once at startup.
@@ -52,7 +50,9 @@ def load_client_config(threads: int) -> kubernetes.client.ApiClient:
 class Kube:
     """The operator's API client: server-side apply, ControllerRevisions, status, events."""
 
-    def __init__(self, threads: int = API_THREADS) -> None:
+    def __init__(self, threads: int = 16) -> None:
+        # Concurrent API calls (threads, pooled connections); the reconciler runs as many.
+        self.threads = threads
         self._api = load_client_config(threads)
         self._api.user_agent = f"{FIELD_MANAGER}/kubernetes-python"
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
@@ -152,4 +152,7 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self._call(self._resources["Event"].create, body=body, namespace="default")
+        # Nothing reads the created Event: its response is not decoded.
+        await self._run(
+            self._resources["Event"].create, body=body, namespace="default", serialize=False
+        )

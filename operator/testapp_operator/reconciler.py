@@ -20,7 +20,7 @@ from typing import Any
 from testapp_operator import OUTCOME_ANNOTATION, RELEASE_LABEL, render
 from testapp_operator import metrics as m
 from testapp_operator.drift import compact, needs_apply
-from testapp_operator.kube import API_THREADS, ApiException, Body, Kube
+from testapp_operator.kube import ApiException, Body, Kube
 from testapp_operator.release import Release, ReleaseError, Snapshot
 from testapp_operator.revisions import Decision, Outcome, Plan, Revision, plan
 from testapp_operator.status import compute_status, observe_deployment
@@ -71,7 +71,10 @@ class Reconciler:
     # Reconciles in flight at once: as many as the API client has threads. Unbounded, 300 new
     # releases each held their bodies and rendered objects while queued behind those threads,
     # and the operator kept that peak as its resident memory (Python rarely returns it).
-    _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(API_THREADS))
+    _slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.kube.threads)
 
     def trigger(self, name: str, delay: float = SPEC_DELAY) -> None:
         """Reconcile `name` soon; a reconcile already scheduled covers this trigger too, unless
@@ -219,8 +222,7 @@ class Reconciler:
                 self.trigger(name, wait)
             else:
                 patch = {key: new_status.get(key) for key in {*status, *new_status}}
-                written = await self.kube.patch_release_status(name, patch)
-                self._written[("TestAppRelease", name)] = compact(written)
+                self._remember(await self.kube.patch_release_status(name, patch))
                 self._status_written[name] = time.monotonic()
         self._phases[name] = new_status["phase"]
         m.publish_phases(self._phases)
@@ -263,8 +265,9 @@ class Reconciler:
         # Server-side apply, not create: the API server then stores `data` re-encoded, and later
         # patches of the outcome annotation pass its immutability check (a create keeps the
         # client's JSON bytes, which a patch re-encodes differently: "field is immutable").
-        stored = compact(await self.kube.apply(render.controller_revision(release, revision)))
-        self._written[("ControllerRevision", stored["metadata"]["name"])] = stored
+        stored = self._remember(
+            await self.kube.apply(render.controller_revision(release, revision))
+        )
         m.REVISIONS_CREATED.inc()
         await self._event(
             body,
@@ -307,8 +310,13 @@ class Reconciler:
             await self._event(body, "Normal", "DriftCorrected", "restored " + ", ".join(drifted))
 
     async def _apply(self, desired: Body) -> None:
-        written = await self.kube.apply(desired)
-        self._written[(desired["kind"], desired["metadata"]["name"])] = compact(written)
+        self._remember(await self.kube.apply(desired))
+
+    def _remember(self, written: Body) -> Body:
+        """Keep what our write returned (compact, like the indexes) until the watch catches up."""
+        kept = compact(written)
+        self._written[(kept["kind"], kept["metadata"]["name"])] = kept
+        return kept
 
     async def _announce(
         self, body: Body, release: Release, decided: Plan, new_generation: bool
