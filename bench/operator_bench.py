@@ -45,7 +45,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "hack" / "cluster")]
 
 import localcluster  # noqa: E402 (hack/cluster is not a package)
 
-from tests.support import AuditLog, OperatorProcess  # noqa: E402
+from tests.support import OPERATOR_AGENTS, AuditLog, OperatorProcess  # noqa: E402
 
 GROUP, VERSION, PLURAL = "testapp.dev", "v1", "testappreleases"
 IMAGE = "registry.example.com/test-app"
@@ -200,7 +200,61 @@ def floor_deployment(name: str, tag: str) -> dict[str, Any]:
     }
 
 
-def measure_latency(api: Api, run: str, changes: int, rounds: int) -> dict[str, Any]:
+WRITERS = ("testapp-bench", *OPERATOR_AGENTS)
+
+
+def latency_stages(writes: list[dict[str, Any]], started: float, total: float) -> dict[str, float]:
+    """Where one change's time went (ms), from the audit log's request timestamps: the write that
+    starts it (the release patch, or the floor's Deployment patch) on the API server; then, for
+    the operator, from that write's completion until the operator's Deployment apply arrives (a
+    watch hop, Kopf, the reconcile) and that apply on the API server; the rest is the watch hop to
+    the client and its decoding."""
+
+    def first(agent: str, resource: str) -> tuple[float, float] | None:
+        for entry in writes:
+            ref = entry.get("objectRef") or {}
+            ours = entry["userAgent"].startswith(agent) and not ref.get("subresource")
+            if ours and ref.get("resource") == resource:
+                return (
+                    (audit_time(entry["requestReceivedTimestamp"]) - started) * 1000,
+                    (audit_time(entry["stageTimestamp"]) - started) * 1000,
+                )
+        return None
+
+    release = first("testapp-bench", "testappreleases")
+    stages: dict[str, float] = {}
+    if release is None:  # the floor arm
+        received, done = first("testapp-bench", "deployments") or (0.0, 0.0)
+        stages["deployment_patch"] = done - received
+    else:
+        received, done = release
+        stages["release_patch"] = done - received
+        applied = first("testapp-operator", "deployments")
+        if applied is None:
+            return {}
+        stages["to_operator_write"] = applied[0] - done
+        stages["deployment_apply"] = applied[1] - applied[0]
+        done = applied[1]
+    stages["client_to_server"] = received
+    stages["watch_to_client"] = total - done
+    return stages
+
+
+def audit_time(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def median_stages(stages: list[dict[str, float]]) -> dict[str, float]:
+    keys = {key for change in stages for key in change}
+    return {
+        key: round(statistics.median(change[key] for change in stages if key in change), 1)
+        for key in sorted(keys)
+    }
+
+
+def measure_latency(
+    api: Api, audit: AuditLog, run: str, changes: int, rounds: int
+) -> dict[str, Any]:
     release, floor = f"bench-latency-{run}", f"bench-floor-{run}"
     api.custom.create_cluster_custom_object(
         GROUP, VERSION, PLURAL, release_manifest(release, "v0", run)
@@ -227,6 +281,7 @@ def measure_latency(api: Api, run: str, changes: int, rounds: int) -> dict[str, 
         ),
     }
     samples: dict[str, list[list[float]]] = {"operator": [], "floor": []}
+    stages: dict[str, list[dict[str, float]]] = {"operator": [], "floor": []}
     per_round = max(1, changes // rounds)
     for round_ in range(rounds):
         # Alternate which arm goes first, so a slow spell of the machine hits both alike.
@@ -237,7 +292,8 @@ def measure_latency(api: Api, run: str, changes: int, rounds: int) -> dict[str, 
                 tag = f"r{round_}-{i}"
                 image = f"{IMAGE}:{tag}"
                 watches[arm].drain()
-                started = time.perf_counter()
+                mark = audit.mark()
+                started, started_wall = time.perf_counter(), time.time()
                 patchers[arm](tag)
                 seen = watches[arm].until(lambda body, image=image: image_of(body) == image)
                 times.append((seen - started) * 1000)
@@ -254,6 +310,10 @@ def measure_latency(api: Api, run: str, changes: int, rounds: int) -> dict[str, 
                         f"{release} Ready",
                         interval=0.05,
                     )
+                # Read once settled: the audit log is written when each request completes.
+                stages[arm].append(
+                    latency_stages(audit.writes_since(mark, WRITERS), started_wall, times[-1])
+                )
             samples[arm].append(times)
         log(
             f"latency round {round_ + 1}/{rounds}: operator p50 "
@@ -273,6 +333,8 @@ def measure_latency(api: Api, run: str, changes: int, rounds: int) -> dict[str, 
         "floor_latency_p95_ms": round(percentile(flat["floor"], 0.95), 1),
         "change_latency_round_ratios": [round(r, 2) for r in ratios],
         "changes_per_arm": len(flat["operator"]),
+        "change_latency_stages_p50_ms": median_stages(stages["operator"]),
+        "floor_latency_stages_p50_ms": median_stages(stages["floor"]),
     }
 
 
@@ -470,7 +532,9 @@ def main() -> None:
         stamp = time.strftime("%H%M%S")
 
         log(f"change latency: {args.changes} changes per arm in {args.rounds} rounds")
-        results.update(measure_latency(api, f"l{stamp}", args.changes, args.rounds))
+        results.update(measure_latency(api, audit, f"l{stamp}", args.changes, args.rounds))
+        log(f"  operator stages (ms): {results['change_latency_stages_p50_ms']}")
+        log(f"  floor stages (ms): {results['floor_latency_stages_p50_ms']}")
 
         runs = []
         for index in range(args.scale_runs):

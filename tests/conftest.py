@@ -45,12 +45,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: LiveCluster, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
-    """The operator running as a process against the cluster, with the CRD installed."""
+def crd(cluster: LiveCluster) -> None:
+    """The TestAppRelease CRD installed and served."""
     cluster.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
     cluster.kubectl(
         "wait", "crd/testappreleases.testapp.dev", "--for=condition=Established", "--timeout=30s"
     )
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: LiveCluster, crd: None, request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
+    """The operator running as a process against the cluster, with the CRD installed."""
     state = Path(cluster.state_dir)
     kubeconfig = cluster.kubeconfig
     if request.config.getoption("--operator-identity") == "serviceaccount":

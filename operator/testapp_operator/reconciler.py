@@ -189,15 +189,24 @@ class Reconciler:
             first = decided.create or decided.target
             if self._fresh("Namespace", name, self.world.namespace(name)) is None:
                 await self._apply(render.namespace(release, first))  # it holds everything else
-        # The revision and the Deployment that runs it are written together: one round trip from a
-        # spec change to the rollout. Should the revision's write fail alone, the next reconcile
+        # The Deployment is written first and alone: it is what a change waits for, and every
+        # write running beside it slows its apply down on the API server. The revision and the
+        # other children follow together. Should the revision's write fail, the next reconcile
         # records what runs under the next number (numbers are never reused), so the history
         # stays strictly increasing and complete.
-        # The Deployment's write is sent first: it is what a change waits for.
+        changed, drifted = (
+            self._changes(release, decided, new_generation) if deploying else ([], [])
+        )
+        deployment = next((d for d in changed if d["kind"] == "Deployment"), None)
+        if deployment is not None:
+            await self._apply(deployment)
         _, created = await asyncio.gather(
-            self._apply_children(body, release, decided, new_generation) if deploying else _none(),
+            asyncio.gather(*(self._apply(d) for d in changed if d is not deployment)),
             self._create_revision(body, release, decided.create) if decided.create else _none(),
         )
+        if drifted:
+            m.DRIFT_CORRECTIONS.inc()
+            await self._event(body, "Normal", "DriftCorrected", "restored " + ", ".join(drifted))
         if decided.create is not None:
             # History shows the server's creation time at once: no second status write for it.
             decided = replace(decided, create=replace(decided.create, created=created))
@@ -277,9 +286,11 @@ class Reconciler:
         )
         return stored["metadata"]["creationTimestamp"]
 
-    async def _apply_children(
-        self, body: Body, release: Release, decided: Plan, new_generation: bool
-    ) -> None:
+    def _changes(
+        self, release: Release, decided: Plan, new_generation: bool
+    ) -> tuple[list[Body], list[str]]:
+        """The children whose desired state differs from what exists, and which of those
+        differences nothing in the spec explains (drift: "Deployment changed")."""
         assert self.world is not None and decided.target is not None
         observed = {
             "Namespace": self.world.namespace(release.name),
@@ -302,12 +313,7 @@ class Reconciler:
             if steady:
                 drifted.append(f"{kind} {'changed' if current else 'missing'}")
             changed.append(desired)
-        # The namespace exists (reconcile makes sure), so the three are independent: applied
-        # together, the Deployment first, so a tag change reaches it after one round trip.
-        await asyncio.gather(*(self._apply(desired) for desired in changed))
-        if drifted:
-            m.DRIFT_CORRECTIONS.inc()
-            await self._event(body, "Normal", "DriftCorrected", "restored " + ", ".join(drifted))
+        return changed, drifted
 
     async def _apply(self, desired: Body) -> None:
         self._remember(await self.kube.apply(desired))

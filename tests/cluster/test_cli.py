@@ -53,15 +53,6 @@ class Plugin:
         return result
 
 
-@pytest.fixture(scope="module")
-def crd(cluster: LiveCluster) -> None:
-    # The same apply as the operator fixture's, so either may come first.
-    cluster.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/testappreleases.testapp.dev", "--timeout=60s"
-    )
-
-
 @pytest.fixture
 def testapp(cluster: LiveCluster, crd: None) -> Plugin:
     return Plugin(cluster.kubeconfig)
