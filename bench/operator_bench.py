@@ -7,7 +7,10 @@ the same run, because this machine is noisy):
 1. change latency: `spec.tag` patched on a release -> its Deployment's Pod template carries the
    new image, seen by a watch; the floor patches a plain Deployment directly. Both arms patch
    through the same API client and alternate in rounds; the ratio is the median of the per-round
-   p50 ratios.
+   p50 ratios. A third arm, bench/bare_controller.py, is the least any controller can do (a watch
+   and a merge patch, nothing else): the ratio no controller can beat here. The audit log splits
+   each change into stages (the release write, the hop to the controller, its Deployment write,
+   the watch hop back).
 2. scale: 300 releases created at once -> all Ready; the operator's API writes per release from
    the API server's audit log (it has the user agent), by verb and resource; events apart.
 3. idle: the operator's writes in 120 s with those releases settled.
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+import yaml
 from kubernetes.client.exceptions import ApiException
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,15 +204,21 @@ def floor_deployment(name: str, tag: str) -> dict[str, Any]:
     }
 
 
-WRITERS = ("testapp-bench", *OPERATOR_AGENTS)
+BARE_GROUP = "bench.testapp.dev"
+BARE_AGENT = "bare-controller"
+WRITERS = ("testapp-bench", BARE_AGENT, *OPERATOR_AGENTS)
+# Who writes the Deployment after a release patch, per arm.
+CONTROLLERS = {"operator": "testapp-operator", "bare": BARE_AGENT}
 
 
-def latency_stages(writes: list[dict[str, Any]], started: float, total: float) -> dict[str, float]:
-    """Where one change's time went (ms), from the audit log's request timestamps: the write that
-    starts it (the release patch, or the floor's Deployment patch) on the API server; then, for
-    the operator, from that write's completion until the operator's Deployment apply arrives (a
-    watch hop, Kopf, the reconcile) and that apply on the API server; the rest is the watch hop to
-    the client and its decoding."""
+def latency_stages(
+    writes: list[dict[str, Any]], started: float, total: float, controller: str | None
+) -> dict[str, float]:
+    """Where one change's time went (ms), from the audit log's request timestamps: the client's
+    first write (the release patch, or the floor's Deployment patch) arriving and on the API
+    server; then, for a controller, from that write's completion until its Deployment write
+    arrives (a watch hop and its own work) and that write on the API server; the rest is the
+    watch hop to the client and its decoding."""
 
     def first(agent: str, resource: str) -> tuple[float, float] | None:
         for entry in writes:
@@ -221,20 +231,19 @@ def latency_stages(writes: list[dict[str, Any]], started: float, total: float) -
                 )
         return None
 
-    release = first("testapp-bench", "testappreleases")
     stages: dict[str, float] = {}
-    if release is None:  # the floor arm
+    if controller is None:
         received, done = first("testapp-bench", "deployments") or (0.0, 0.0)
         stages["deployment_patch"] = done - received
     else:
-        received, done = release
-        stages["release_patch"] = done - received
-        applied = first("testapp-operator", "deployments")
-        if applied is None:
+        received, done = first("testapp-bench", "testappreleases") or (0.0, 0.0)
+        written = first(controller, "deployments")
+        if written is None:
             return {}
-        stages["to_operator_write"] = applied[0] - done
-        stages["deployment_apply"] = applied[1] - applied[0]
-        done = applied[1]
+        stages["release_patch"] = done - received
+        stages["to_controller_write"] = written[0] - done
+        stages["controller_write"] = written[1] - written[0]
+        done = written[1]
     stages["client_to_server"] = received
     stages["watch_to_client"] = total - done
     return stages
@@ -252,25 +261,66 @@ def median_stages(stages: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+@contextlib.contextmanager
+def bare_controller(api: Api, kubeconfig: str) -> Iterator[None]:
+    """Our CRD copied under BARE_GROUP (the operator ignores it), and bench/bare_controller.py
+    watching it; both gone afterwards."""
+    crd = yaml.safe_load((ROOT / "crds" / "testapp.dev_testappreleases.yaml").read_text())
+    crd["metadata"]["name"] = f"testappreleases.{BARE_GROUP}"
+    crd["spec"]["group"] = BARE_GROUP
+    for name in ("shortNames", "categories"):  # `kubectl get tar` stays unambiguous
+        crd["spec"]["names"].pop(name, None)
+    extensions = kubernetes.client.ApiextensionsV1Api(api.client)
+    extensions.create_custom_resource_definition(crd)
+    process = None
+    try:
+        wait(
+            lambda: any(
+                c.type == "Established" and c.status == "True"
+                for c in extensions.read_custom_resource_definition(
+                    crd["metadata"]["name"]
+                ).status.conditions
+                or ()
+            ),
+            30,
+            "the bare controller's CRD",
+        )
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "bare_controller.py"), "--group", BARE_GROUP],
+            env={**os.environ, "KUBECONFIG": kubeconfig},
+        )
+        yield
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait()
+        extensions.delete_custom_resource_definition(crd["metadata"]["name"])
+
+
 def measure_latency(
     api: Api, audit: AuditLog, run: str, changes: int, rounds: int
 ) -> dict[str, Any]:
-    release, floor = f"bench-latency-{run}", f"bench-floor-{run}"
+    """Three arms, in turn: the operator (a release patch), the floor (a direct Deployment
+    patch) and the bare controller (a release patch the least possible controller acts on)."""
+    names = {arm: f"bench-{arm}-{run}" for arm in ("operator", "floor", "bare")}
     api.custom.create_cluster_custom_object(
-        GROUP, VERSION, PLURAL, release_manifest(release, "v0", run)
+        GROUP, VERSION, PLURAL, release_manifest(names["operator"], "v0", run)
     )
-    api.core.create_namespace({"metadata": {"name": floor, "labels": {BENCH_LABEL: run}}})
-    api.apps.create_namespaced_deployment(floor, floor_deployment(floor, "v0"))
-    wait(
-        lambda: is_ready(api.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, release)),
-        120,
-        f"{release} Ready",
-    )
-    watches = {"operator": DeploymentWatch(api, release), "floor": DeploymentWatch(api, floor)}
+    for arm in ("floor", "bare"):
+        api.core.create_namespace({"metadata": {"name": names[arm], "labels": {BENCH_LABEL: run}}})
+        api.apps.create_namespaced_deployment(names[arm], floor_deployment(names[arm], "v0"))
+    bare_release = {**release_manifest(names["bare"], "v0", run), "apiVersion": f"{BARE_GROUP}/v1"}
+    api.custom.create_cluster_custom_object(BARE_GROUP, VERSION, PLURAL, bare_release)
+
+    def operator_release() -> dict[str, Any]:
+        return api.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, names["operator"])
+
+    wait(lambda: is_ready(operator_release()), 120, f"{names['operator']} Ready")
+    watches = {arm: DeploymentWatch(api, name) for arm, name in names.items()}
     patchers = {
-        "operator": lambda tag: api.patch_release(release, {"spec": {"tag": tag}}),
+        "operator": lambda tag: api.patch_release(names["operator"], {"spec": {"tag": tag}}),
         "floor": lambda tag: api.patch_deployment(
-            floor,
+            names["floor"],
             {
                 "spec": {
                     "template": {
@@ -279,14 +329,31 @@ def measure_latency(
                 }
             },
         ),
+        "bare": lambda tag: api.custom.patch_cluster_custom_object(
+            BARE_GROUP,
+            VERSION,
+            PLURAL,
+            names["bare"],
+            {"spec": {"tag": tag}},
+            _content_type="application/merge-patch+json",
+        ),
     }
-    samples: dict[str, list[list[float]]] = {"operator": [], "floor": []}
-    stages: dict[str, list[dict[str, float]]] = {"operator": [], "floor": []}
+    samples: dict[str, list[list[float]]] = {arm: [] for arm in names}
+    stages: dict[str, list[dict[str, float]]] = {arm: [] for arm in names}
     per_round = max(1, changes // rounds)
     for round_ in range(rounds):
-        # Alternate which arm goes first, so a slow spell of the machine hits both alike.
-        arms = ("operator", "floor") if round_ % 2 == 0 else ("floor", "operator")
-        for arm in arms:
+        # The bare release carries the operator's status (its history), so both weigh the same.
+        api.custom.patch_cluster_custom_object_status(
+            BARE_GROUP,
+            VERSION,
+            PLURAL,
+            names["bare"],
+            {"status": operator_release()["status"]},
+            _content_type="application/merge-patch+json",
+        )
+        # Rotate which arm goes first, so a slow spell of the machine hits all alike.
+        order = list(names)[round_ % 3 :] + list(names)[: round_ % 3]
+        for arm in order:
             times = []
             for i in range(per_round):
                 tag = f"r{round_}-{i}"
@@ -303,38 +370,44 @@ def measure_latency(
                 )
                 if arm == "operator":
                     wait(
-                        lambda: is_ready(
-                            api.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, release)
-                        ),
+                        lambda: is_ready(operator_release()),
                         60,
-                        f"{release} Ready",
+                        f"{names['operator']} Ready",
                         interval=0.05,
                     )
                 # Read once settled: the audit log is written when each request completes.
+                writes = audit.writes_since(mark, WRITERS)
                 stages[arm].append(
-                    latency_stages(audit.writes_since(mark, WRITERS), started_wall, times[-1])
+                    latency_stages(writes, started_wall, times[-1], CONTROLLERS.get(arm))
                 )
             samples[arm].append(times)
-        log(
-            f"latency round {round_ + 1}/{rounds}: operator p50 "
-            f"{statistics.median(samples['operator'][-1]):.1f} ms, floor p50 "
-            f"{statistics.median(samples['floor'][-1]):.1f} ms"
+        p50s = ", ".join(f"{arm} {statistics.median(samples[arm][-1]):.1f}" for arm in names)
+        log(f"latency round {round_ + 1}/{rounds}: p50 (ms) {p50s}")
+
+    def ratio(arm: str) -> float:
+        """The median over rounds of the arm's p50 against the floor's p50 in the same round."""
+        return statistics.median(
+            statistics.median(times) / statistics.median(floor)
+            for times, floor in zip(samples[arm], samples["floor"], strict=True)
         )
-    ratios = [
-        statistics.median(op) / statistics.median(fl)
-        for op, fl in zip(samples["operator"], samples["floor"], strict=True)
-    ]
+
     flat = {arm: [t for times in rounds_ for t in times] for arm, rounds_ in samples.items()}
     return {
-        "change_latency_ratio": round(statistics.median(ratios), 2),
+        "change_latency_ratio": round(ratio("operator"), 2),
         "change_latency_p50_ms": round(statistics.median(flat["operator"]), 1),
         "change_latency_p95_ms": round(percentile(flat["operator"], 0.95), 1),
         "floor_latency_p50_ms": round(statistics.median(flat["floor"]), 1),
         "floor_latency_p95_ms": round(percentile(flat["floor"], 0.95), 1),
-        "change_latency_round_ratios": [round(r, 2) for r in ratios],
+        "bare_controller_latency_ratio": round(ratio("bare"), 2),
+        "bare_controller_latency_p50_ms": round(statistics.median(flat["bare"]), 1),
+        "change_latency_round_ratios": [
+            round(statistics.median(op) / statistics.median(fl), 2)
+            for op, fl in zip(samples["operator"], samples["floor"], strict=True)
+        ],
         "changes_per_arm": len(flat["operator"]),
         "change_latency_stages_p50_ms": median_stages(stages["operator"]),
         "floor_latency_stages_p50_ms": median_stages(stages["floor"]),
+        "bare_controller_latency_stages_p50_ms": median_stages(stages["bare"]),
     }
 
 
@@ -490,6 +563,7 @@ def table(results: dict[str, Any]) -> str:
         ("change_latency_p50_ms", "change latency p50 (ms)"),
         ("change_latency_p95_ms", "change latency p95 (ms)"),
         ("floor_latency_p50_ms", "direct Deployment patch p50 (ms)"),
+        ("bare_controller_latency_ratio", "bare controller p50 / direct-patch p50 (the least)"),
         ("scale_300_seconds", "300 releases created -> all Ready (s)"),
         ("writes_per_new_release", f"operator writes per new release (floor {WRITES_FLOOR})"),
         ("events_per_new_release", "events per new release (RevisionCreated)"),
@@ -532,9 +606,10 @@ def main() -> None:
         stamp = time.strftime("%H%M%S")
 
         log(f"change latency: {args.changes} changes per arm in {args.rounds} rounds")
-        results.update(measure_latency(api, audit, f"l{stamp}", args.changes, args.rounds))
-        log(f"  operator stages (ms): {results['change_latency_stages_p50_ms']}")
-        log(f"  floor stages (ms): {results['floor_latency_stages_p50_ms']}")
+        with bare_controller(api, cluster.kubeconfig):
+            results.update(measure_latency(api, audit, f"l{stamp}", args.changes, args.rounds))
+        for arm in ("change_latency", "floor_latency", "bare_controller_latency"):
+            log(f"  {arm} stages, p50 (ms): {results[f'{arm}_stages_p50_ms']}")
 
         runs = []
         for index in range(args.scale_runs):
