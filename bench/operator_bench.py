@@ -97,9 +97,9 @@ class Api:
         self.apps = kubernetes.client.AppsV1Api(self.client)
         self.core = kubernetes.client.CoreV1Api(self.client)
 
-    def patch_release(self, name: str, body: dict[str, Any]) -> None:
+    def patch_release(self, name: str, body: dict[str, Any], group: str = GROUP) -> None:
         self.custom.patch_cluster_custom_object(
-            GROUP, VERSION, PLURAL, name, body, _content_type="application/merge-patch+json"
+            group, VERSION, PLURAL, name, body, _content_type="application/merge-patch+json"
         )
 
     def patch_deployment(self, name: str, body: dict[str, Any]) -> None:
@@ -262,39 +262,25 @@ def median_stages(stages: list[dict[str, float]]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def bare_controller(api: Api, kubeconfig: str) -> Iterator[None]:
+def bare_controller(kubeconfig: str) -> Iterator[None]:
     """Our CRD copied under BARE_GROUP (the operator ignores it), and bench/bare_controller.py
     watching it; both gone afterwards."""
     crd = yaml.safe_load((ROOT / "crds" / "testapp.dev_testappreleases.yaml").read_text())
-    crd["metadata"]["name"] = f"testappreleases.{BARE_GROUP}"
+    name = crd["metadata"]["name"] = f"{PLURAL}.{BARE_GROUP}"
     crd["spec"]["group"] = BARE_GROUP
-    for name in ("shortNames", "categories"):  # `kubectl get tar` stays unambiguous
-        crd["spec"]["names"].pop(name, None)
-    extensions = kubernetes.client.ApiextensionsV1Api(api.client)
-    extensions.create_custom_resource_definition(crd)
-    process = None
+    for field in ("shortNames", "categories"):  # `kubectl get tar` stays unambiguous
+        crd["spec"]["names"].pop(field, None)
+    install_crd(kubeconfig, name, "-f", "-", input=json.dumps(crd))
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "bare_controller.py"), "--group", BARE_GROUP],
+        env={**os.environ, "KUBECONFIG": kubeconfig},
+    )
     try:
-        wait(
-            lambda: any(
-                c.type == "Established" and c.status == "True"
-                for c in extensions.read_custom_resource_definition(
-                    crd["metadata"]["name"]
-                ).status.conditions
-                or ()
-            ),
-            30,
-            "the bare controller's CRD",
-        )
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "bare_controller.py"), "--group", BARE_GROUP],
-            env={**os.environ, "KUBECONFIG": kubeconfig},
-        )
         yield
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait()
-        extensions.delete_custom_resource_definition(crd["metadata"]["name"])
+        process.terminate()
+        process.wait()
+        kubectl(kubeconfig, "delete", f"crd/{name}")
 
 
 def measure_latency(
@@ -329,14 +315,7 @@ def measure_latency(
                 }
             },
         ),
-        "bare": lambda tag: api.custom.patch_cluster_custom_object(
-            BARE_GROUP,
-            VERSION,
-            PLURAL,
-            names["bare"],
-            {"spec": {"tag": tag}},
-            _content_type="application/merge-patch+json",
-        ),
+        "bare": lambda tag: api.patch_release(names["bare"], {"spec": {"tag": tag}}, BARE_GROUP),
     }
     samples: dict[str, list[list[float]]] = {arm: [] for arm in names}
     stages: dict[str, list[dict[str, float]]] = {arm: [] for arm in names}
@@ -384,26 +363,24 @@ def measure_latency(
         p50s = ", ".join(f"{arm} {statistics.median(samples[arm][-1]):.1f}" for arm in names)
         log(f"latency round {round_ + 1}/{rounds}: p50 (ms) {p50s}")
 
-    def ratio(arm: str) -> float:
-        """The median over rounds of the arm's p50 against the floor's p50 in the same round."""
-        return statistics.median(
+    def round_ratios(arm: str) -> list[float]:
+        """Per round, the arm's p50 against the floor's p50 in the same round."""
+        return [
             statistics.median(times) / statistics.median(floor)
             for times, floor in zip(samples[arm], samples["floor"], strict=True)
-        )
+        ]
 
+    ratios = {arm: round_ratios(arm) for arm in ("operator", "bare")}
     flat = {arm: [t for times in rounds_ for t in times] for arm, rounds_ in samples.items()}
     return {
-        "change_latency_ratio": round(ratio("operator"), 2),
+        "change_latency_ratio": round(statistics.median(ratios["operator"]), 2),
         "change_latency_p50_ms": round(statistics.median(flat["operator"]), 1),
         "change_latency_p95_ms": round(percentile(flat["operator"], 0.95), 1),
         "floor_latency_p50_ms": round(statistics.median(flat["floor"]), 1),
         "floor_latency_p95_ms": round(percentile(flat["floor"], 0.95), 1),
-        "bare_controller_latency_ratio": round(ratio("bare"), 2),
+        "bare_controller_latency_ratio": round(statistics.median(ratios["bare"]), 2),
         "bare_controller_latency_p50_ms": round(statistics.median(flat["bare"]), 1),
-        "change_latency_round_ratios": [
-            round(statistics.median(op) / statistics.median(fl), 2)
-            for op, fl in zip(samples["operator"], samples["floor"], strict=True)
-        ],
+        "change_latency_round_ratios": [round(r, 2) for r in ratios["operator"]],
         "changes_per_arm": len(flat["operator"]),
         "change_latency_stages_p50_ms": median_stages(stages["operator"]),
         "floor_latency_stages_p50_ms": median_stages(stages["floor"]),
@@ -508,26 +485,26 @@ def rss_mb(pid: int) -> float:
 # --- the run ------------------------------------------------------------------------------------
 
 
+def kubectl(kubeconfig: str, *args: str, input: str | None = None) -> None:
+    subprocess.run(
+        ["kubectl", *args],
+        input=input,
+        text=True,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "KUBECONFIG": kubeconfig},
+    )
+
+
+def install_crd(kubeconfig: str, name: str, *source: str, input: str | None = None) -> None:
+    """Apply a CRD (`source`: kubectl apply's arguments) and wait until it is served."""
+    kubectl(kubeconfig, "apply", "--server-side", *source, input=input)
+    kubectl(kubeconfig, "wait", f"crd/{name}", "--for=condition=Established", "--timeout=30s")
+
+
 @contextlib.contextmanager
 def operator_running(cluster: localcluster.Cluster) -> Iterator[OperatorProcess]:
-    subprocess.run(
-        ["kubectl", "apply", "--server-side", "-k", str(ROOT / "crds")],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
-    )
-    subprocess.run(
-        [
-            "kubectl",
-            "wait",
-            "crd/testappreleases.testapp.dev",
-            "--for=condition=Established",
-            "--timeout=30s",
-        ],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
-    )
+    install_crd(cluster.kubeconfig, f"{PLURAL}.{GROUP}", "-k", str(ROOT / "crds"))
     process = OperatorProcess(
         cluster.kubeconfig, Path(cluster.state_dir) / "logs" / "operator-bench.log"
     )
@@ -606,7 +583,7 @@ def main() -> None:
         stamp = time.strftime("%H%M%S")
 
         log(f"change latency: {args.changes} changes per arm in {args.rounds} rounds")
-        with bare_controller(api, cluster.kubeconfig):
+        with bare_controller(cluster.kubeconfig):
             results.update(measure_latency(api, audit, f"l{stamp}", args.changes, args.rounds))
         for arm in ("change_latency", "floor_latency", "bare_controller_latency"):
             log(f"  {arm} stages, p50 (ms): {results[f'{arm}_stages_p50_ms']}")

@@ -200,8 +200,8 @@ class Reconciler:
         deployment = next((d for d in changed if d["kind"] == "Deployment"), None)
         if deployment is not None:
             await self._apply(deployment)
-        _, created = await asyncio.gather(
-            asyncio.gather(*(self._apply(d) for d in changed if d is not deployment)),
+        *_, created = await asyncio.gather(
+            *(self._apply(d) for d in changed if d is not deployment),
             self._create_revision(body, release, decided.create) if decided.create else _none(),
         )
         if drifted:
