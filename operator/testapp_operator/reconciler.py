@@ -282,7 +282,7 @@ class Reconciler:
             body,
             "Normal",
             "RevisionCreated",
-            f"revision {revision.number} created: {revision.snapshot.image_ref}",
+            f"revision {revision.number} created: {revision.snapshot.reference}",
         )
         return stored["metadata"]["creationTimestamp"]
 

@@ -4,9 +4,10 @@ Public interface:
 - `Release.from_body(body) -> Release`: parse a TestAppRelease (dict as Kopf or the API gives it).
   CRD defaults are filled in when absent (an object stored before a field existed).
 - `Release.snapshot -> Snapshot`: the Pod-template inputs the spec asks for.
-- `Snapshot(image, tag, labels, resources)`: what a revision records; `to_data()` / `from_data()`
-  give and read the ControllerRevision `data`. Labels and resources are sorted tuples, so two
-  snapshots are equal exactly when they would render the same Pod template.
+- `Snapshot(image, tag, labels, resources, digest)`: what a revision records; `to_data()` /
+  `from_data()` give and read the ControllerRevision `data`. Labels and resources are sorted
+  tuples, so two snapshots are equal exactly when they would render the same Pod template.
+  `reference` is what the container runs: `image:tag`, or `image:tag@digest` when pinned by digest.
 - `Resources(requests, limits)`: container requests/limits as sorted (name, quantity) pairs.
 - `ReleaseError(field, message)`: bad input that slipped past the API server (an older CRD, a
   hand-made ControllerRevision); `str()` names the field, e.g. "spec.tag: must match ...".
@@ -23,6 +24,7 @@ from testapp_operator import CHANGE_CAUSE_ANNOTATION
 
 ENVS = ("dev", "stg", "ppd", "prd")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 # A ':' with no '/' after it is a tag in the last path segment ("host:5000/app" is fine).
 IMAGE_TAG_RE = re.compile(r":[^/]*$")
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -76,26 +78,37 @@ DEFAULT_RESOURCES = Resources(
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The Pod-template inputs of one revision: image, tag, labels, resources (not replicas)."""
+    """The Pod-template inputs of one revision: image, tag, labels, resources, digest (not
+    replicas). With a digest, a rollback to this revision runs the very bytes it ran before,
+    whatever the tag points to since."""
 
     image: str
     tag: str
     labels: Pairs = ()
     resources: Resources = field(default_factory=Resources)
+    digest: str | None = None
 
     @property
     def image_ref(self) -> str:
-        """The full image reference, `image:tag`."""
+        """The image by name, `image:tag` (what people read; status.image)."""
         return f"{self.image}:{self.tag}"
 
+    @property
+    def reference(self) -> str:
+        """What the container runs: `image:tag@digest` when pinned (the runtime then pulls by
+        digest; the tag stays for people), else `image:tag`."""
+        return f"{self.image_ref}@{self.digest}" if self.digest else self.image_ref
+
     def to_data(self) -> dict[str, Any]:
-        """The ControllerRevision `data`: plain JSON with sorted keys."""
-        return {
+        """The ControllerRevision `data`: plain JSON with sorted keys (no digest key without a
+        digest: revisions stored before digests existed read back equal)."""
+        data = {
             "image": self.image,
             "tag": self.tag,
             "labels": dict(self.labels),
             "resources": self.resources.to_data(),
         }
+        return {**data, "digest": self.digest} if self.digest else data
 
     @classmethod
     def from_data(cls, data: Any) -> Snapshot:
@@ -106,6 +119,7 @@ class Snapshot:
             tag=_tag(obj.get("tag"), "data.tag"),
             labels=_labels(obj.get("labels", {}), "data.labels"),
             resources=Resources.from_data(obj.get("resources", {}), "data.resources"),
+            digest=_digest(obj.get("digest"), "data.digest"),
         )
 
 
@@ -127,6 +141,7 @@ class Release:
     resources: Resources = DEFAULT_RESOURCES
     paused: bool = False
     change_cause: str = ""
+    digest: str | None = None
 
     @property
     def namespace(self) -> str:
@@ -136,7 +151,7 @@ class Release:
     @property
     def snapshot(self) -> Snapshot:
         """What the spec asks to run now (deployed only when neither pinned nor paused)."""
-        return Snapshot(self.image, self.tag, self.labels, self.resources)
+        return Snapshot(self.image, self.tag, self.labels, self.resources, self.digest)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Release:
@@ -173,6 +188,7 @@ class Release:
             change_cause=_string(
                 annotations.get(CHANGE_CAUSE_ANNOTATION, ""), "metadata.annotations", empty=True
             ),
+            digest=_digest(spec.get("digest"), "spec.digest"),
         )
 
 
@@ -216,6 +232,15 @@ def _tag(value: Any, where: str) -> str:
     if not TAG_RE.match(tag):
         raise ReleaseError(where, f"must match {TAG_RE.pattern}, not {tag!r}")
     return tag
+
+
+def _digest(value: Any, where: str) -> str | None:
+    """Optional: None (absent or null) runs by tag."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not DIGEST_RE.match(value):
+        raise ReleaseError(where, f"must match {DIGEST_RE.pattern} (or be absent), not {value!r}")
+    return value
 
 
 def _labels(value: Any, where: str) -> Pairs:

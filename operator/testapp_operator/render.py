@@ -5,7 +5,7 @@ with server-side apply, what we send is what we own, and a field we leave out is
 All objects are named after the release and carry `labels(release, revision)`.
 
 Public interface (`revision` is the `revisions.Revision` to run: its snapshot decides image, tag,
-labels and resources; replicas, env and the progress deadline come from the release):
+digest, labels and resources; replicas, env and the progress deadline come from the release):
 - `namespace(release, revision)`: the Namespace, Pod Security `restricted` enforced.
 - `deployment(release, revision)`: the Deployment; Pod template annotated with the revision.
 - `service(release, revision)`: the ClusterIP Service, port 80 `http` -> container port `http`.
@@ -111,7 +111,7 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
                     "containers": [
                         {
                             "name": CONTAINER,
-                            "image": snapshot.image_ref,
+                            "image": snapshot.reference,
                             "ports": [
                                 {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}
                             ],

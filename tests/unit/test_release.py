@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from testapp_operator.release import (
     DEFAULT_RESOURCES,
+    DIGEST_RE,
     Release,
     ReleaseError,
     Resources,
     Snapshot,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def body(**spec: Any) -> dict[str, Any]:
@@ -178,6 +183,12 @@ def test_repositories_without_tag_are_accepted(image: str) -> None:
         ({"resources": {"claims": []}}, "spec.resources"),
         ({"resources": {"limits": {"cpu": [1]}}}, "spec.resources.limits.cpu"),
         ({"paused": "yes"}, "spec.paused"),
+        ({"digest": "sha256:" + "A" * 64}, "spec.digest"),
+        ({"digest": "sha256:" + "a" * 63}, "spec.digest"),
+        ({"digest": "sha512:" + "a" * 128}, "spec.digest"),
+        ({"digest": "a" * 64}, "spec.digest"),
+        ({"digest": ""}, "spec.digest"),
+        ({"digest": 7}, "spec.digest"),
     ],
 )
 def test_bad_input_raises_an_error_naming_the_field(spec: dict[str, Any], field: str) -> None:
@@ -224,6 +235,10 @@ def test_parsing_does_not_touch_the_body() -> None:
             {"image": "registry.example.com/test-app", "tag": "1.0", "labels": {"app": "x"}},
             "data.labels[app]",
         ),
+        (
+            {"image": "registry.example.com/test-app", "tag": "1.0", "digest": "sha256:x"},
+            "data.digest",
+        ),
     ],
 )
 def test_a_corrupt_snapshot_names_the_data_field(data: Any, field: str) -> None:
@@ -231,3 +246,46 @@ def test_a_corrupt_snapshot_names_the_data_field(data: Any, field: str) -> None:
         Snapshot.from_data(data)
 
     assert error.value.field == field
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def test_a_digest_is_recorded_with_the_tag_and_runs_by_digest() -> None:
+    snapshot = Release.from_body(body(digest=DIGEST)).snapshot
+
+    assert (snapshot.tag, snapshot.digest) == ("1.0.0", DIGEST)
+    assert snapshot.image_ref == "registry.example.com/test-app:1.0.0"
+    assert snapshot.reference == f"registry.example.com/test-app:1.0.0@{DIGEST}"
+
+
+def test_without_a_digest_the_tag_runs() -> None:
+    for manifest in (body(), body(digest=None)):
+        snapshot = Release.from_body(manifest).snapshot
+        assert snapshot.digest is None
+        assert snapshot.reference == "registry.example.com/test-app:1.0.0"
+
+
+def test_the_digest_is_part_of_the_snapshot_and_survives_the_round_trip() -> None:
+    pinned = Release.from_body(body(digest=DIGEST)).snapshot
+
+    assert pinned != Release.from_body(body()).snapshot
+    assert Snapshot.from_data(json.loads(json.dumps(pinned.to_data()))) == pinned
+
+
+def test_a_revision_stored_before_digests_existed_reads_back_equal() -> None:
+    # Its data has no digest key: an operator upgrade must not make a new revision of it.
+    stored = {"image": "registry.example.com/test-app", "tag": "1.0.0", "labels": {}}
+    tag_only = Release.from_body(body(resources={})).snapshot
+
+    assert Snapshot.from_data(stored) == tag_only
+    assert "digest" not in tag_only.to_data()
+
+
+def test_the_digest_pattern_is_the_crds() -> None:
+    crd = yaml.safe_load((REPO / "crds" / "testapp.dev_testappreleases.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    declared = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["digest"]
+
+    assert declared["pattern"] == DIGEST_RE.pattern
+    assert declared["maxLength"] == len(DIGEST)

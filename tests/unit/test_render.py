@@ -147,6 +147,17 @@ def test_the_container_serves_http_with_probes_and_knows_its_env_and_version() -
     ]
 
 
+def test_a_digest_pinned_revision_runs_its_bytes_by_digest() -> None:
+    digest = "sha256:" + "ab" * 32
+    pinned = Revision(6, Snapshot(IMAGE, "2.0.0", digest=digest), Outcome.READY)
+
+    deployment = render.deployment(RELEASE, pinned)
+
+    assert container(deployment)["image"] == f"{IMAGE}:2.0.0@{digest}"
+    assert container(deployment)["env"][1] == {"name": "APP_VERSION", "value": "2.0.0"}
+    assert render.controller_revision(RELEASE, pinned)["data"]["digest"] == digest
+
+
 def test_the_service_sends_port_80_to_the_named_http_port() -> None:
     spec = render.service(RELEASE, REVISION)["spec"]
 
