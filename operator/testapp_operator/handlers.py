@@ -93,6 +93,14 @@ async def services(name: str, namespace: str, body: kopf.Body, **_: Any) -> dict
     return {name: kept(body)} if name == namespace else None
 
 
+# A release's NetworkPolicies live in its namespace and are named `<release>-<purpose>`.
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
+async def networkpolicies(
+    name: str, namespace: str, body: kopf.Body, **_: Any
+) -> dict[str, str] | None:
+    return {name: kept(body)} if name.startswith(f"{namespace}-") else None
+
+
 @kopf.index("apps", "v1", "controllerrevisions", labels={RELEASE_LABEL: kopf.PRESENT})
 async def controllerrevisions(labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[str, str]:
     return {labels[RELEASE_LABEL]: kept(body)}
@@ -117,12 +125,20 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> Reconciler:
             namespace=one(indexes["namespaces"]),
             deployment=one(indexes["deployments"]),
             service=one(indexes["services"]),
+            network_policy=one(indexes["networkpolicies"]),
             revisions=lambda key: [json.loads(text) for text in revisions.get(key, ())],
         )
     return reconciler
 
 
-INDEXES = ("releases", "namespaces", "deployments", "services", "controllerrevisions")
+INDEXES = (
+    "releases",
+    "namespaces",
+    "deployments",
+    "services",
+    "networkpolicies",
+    "controllerrevisions",
+)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -134,11 +150,12 @@ async def release_changed(name: str, type: str | None, memo: kopf.Memo, **kwargs
         reconciler.trigger(name)
 
 
-# A release's children all carry its name: the Namespace is named after it, the Deployment and
-# Service live in that namespace.
+# A release's children all carry its name: the Namespace is named after it, the Deployment,
+# Service and NetworkPolicies live in that namespace.
 @kopf.on.event("", "v1", "namespaces", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("", "v1", "services", labels=MANAGED)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
 async def child_changed(
     name: str,
     namespace: str | None,

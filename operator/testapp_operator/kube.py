@@ -31,6 +31,7 @@ KINDS = (
     ("v1", "Event"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "ControllerRevision"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
     (f"{GROUP}/{VERSION}", "TestAppRelease"),
 )
 

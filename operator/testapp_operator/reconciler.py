@@ -48,6 +48,7 @@ class World:
     namespace: Lookup
     deployment: Lookup
     service: Lookup
+    network_policy: Lookup  # by the policy's name (a release has two)
     revisions: Callable[[str], list[Body]]
 
 
@@ -293,9 +294,10 @@ class Reconciler:
         differences nothing in the spec explains (drift: "Deployment changed")."""
         assert self.world is not None and decided.target is not None
         observed = {
-            "Namespace": self.world.namespace(release.name),
-            "Service": self.world.service(release.name),
-            "Deployment": self.world.deployment(release.name),
+            "Namespace": self.world.namespace,
+            "Service": self.world.service,
+            "Deployment": self.world.deployment,
+            "NetworkPolicy": self.world.network_policy,
         }
         # Nothing in the spec changed since the last reconcile, yet an object differs: drift.
         steady = not new_generation and not decided.deploy
@@ -305,9 +307,10 @@ class Reconciler:
             render.deployment(release, decided.target),
             render.namespace(release, decided.target),
             render.service(release, decided.target),
+            *render.network_policies(release),
         ):
-            kind = desired["kind"]
-            current = self._fresh(kind, release.name, observed[kind])
+            kind, name = desired["kind"], desired["metadata"]["name"]
+            current = self._fresh(kind, name, observed[kind](name))
             if not needs_apply(desired, current):
                 continue
             if steady:

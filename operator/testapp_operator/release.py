@@ -9,6 +9,8 @@ Public interface:
   tuples, so two snapshots are equal exactly when they would render the same Pod template.
   `reference` is what the container runs: `image:tag`, or `image:tag@digest` when pinned by digest.
 - `Resources(requests, limits)`: container requests/limits as sorted (name, quantity) pairs.
+- `Peer(namespace_labels, pod_labels)`: one source allowed to reach the `http` port, a
+  NetworkPolicy peer with matchLabels selectors; `DEFAULT_INGRESS_FROM` when the spec names none.
 - `ReleaseError(field, message)`: bad input that slipped past the API server (an older CRD, a
   hand-made ControllerRevision); `str()` names the field, e.g. "spec.tag: must match ...".
 """
@@ -20,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from testapp_operator import CHANGE_CAUSE_ANNOTATION
+from testapp_operator import CHANGE_CAUSE_ANNOTATION, GROUP
 
 ENVS = ("dev", "stg", "ppd", "prd")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -36,6 +38,9 @@ RESERVED_LABELS = ("app", "env")
 RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "pod-security.kubernetes.io/")
 
 Pairs = tuple[tuple[str, str], ...]
+# Namespaces a cluster admin labels so (an ingress controller's, a client's) reach the `http` port.
+CLIENT_NAMESPACE_LABEL = f"{GROUP}/client"
+MAX_PEERS = 16
 
 
 class ReleaseError(ValueError):
@@ -74,6 +79,44 @@ DEFAULT_RESOURCES = Resources(
     requests=(("cpu", "50m"), ("memory", "64Mi")),
     limits=(("cpu", "500m"), ("memory", "256Mi")),
 )
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who may open connections to the app's `http` port: Pods matching `pod_labels` in
+    namespaces matching `namespace_labels`. None leaves that selector out (no namespace selector:
+    the release's own namespace; no pod selector: every Pod); () selects everything."""
+
+    namespace_labels: Pairs | None = None
+    pod_labels: Pairs | None = None
+
+    @classmethod
+    def from_data(cls, data: Any, where: str) -> Peer:
+        obj = _mapping(data, where)
+        known = {"namespaceSelector", "podSelector"}
+        if not obj or set(obj) - known:
+            raise ReleaseError(
+                where, f"must set namespaceSelector and/or podSelector, not {sorted(obj)}"
+            )
+        return cls(
+            namespace_labels=_selector(obj.get("namespaceSelector"), f"{where}.namespaceSelector"),
+            pod_labels=_selector(obj.get("podSelector"), f"{where}.podSelector"),
+        )
+
+    def to_data(self) -> dict[str, Any]:
+        """The NetworkPolicyPeer, as the API server stores it (no empty matchLabels)."""
+        peer = {}
+        for key, labels in (
+            ("namespaceSelector", self.namespace_labels),
+            ("podSelector", self.pod_labels),
+        ):
+            if labels is not None:
+                peer[key] = {"matchLabels": dict(labels)} if labels else {}
+        return peer
+
+
+# Safe by default: no namespace reaches the app until a cluster admin labels it as a client.
+DEFAULT_INGRESS_FROM = (Peer(namespace_labels=((CLIENT_NAMESPACE_LABEL, "true"),)),)
 
 
 @dataclass(frozen=True)
@@ -142,6 +185,7 @@ class Release:
     paused: bool = False
     change_cause: str = ""
     digest: str | None = None
+    ingress_from: tuple[Peer, ...] = DEFAULT_INGRESS_FROM
 
     @property
     def namespace(self) -> str:
@@ -189,6 +233,11 @@ class Release:
                 annotations.get(CHANGE_CAUSE_ANNOTATION, ""), "metadata.annotations", empty=True
             ),
             digest=_digest(spec.get("digest"), "spec.digest"),
+            ingress_from=(
+                _peers(spec["ingressFrom"], "spec.ingressFrom")
+                if spec.get("ingressFrom") is not None
+                else DEFAULT_INGRESS_FROM
+            ),
         )
 
 
@@ -241,6 +290,30 @@ def _digest(value: Any, where: str) -> str | None:
     if not isinstance(value, str) or not DIGEST_RE.match(value):
         raise ReleaseError(where, f"must match {DIGEST_RE.pattern} (or be absent), not {value!r}")
     return value
+
+
+def _peers(value: Any, where: str) -> tuple[Peer, ...]:
+    if not isinstance(value, list):
+        raise ReleaseError(where, f"must be a list of peers, not {type(value).__name__}")
+    if len(value) > MAX_PEERS:
+        raise ReleaseError(where, f"at most {MAX_PEERS} peers, not {len(value)}")
+    return tuple(Peer.from_data(item, f"{where}[{i}]") for i, item in enumerate(value))
+
+
+def _selector(value: Any, where: str) -> Pairs | None:
+    """A label selector with matchLabels only; None when absent."""
+    if value is None:
+        return None
+    selector = _mapping(value, where)
+    if set(selector) - {"matchLabels"}:
+        raise ReleaseError(where, f"only matchLabels is supported, not {sorted(selector)}")
+    labels = _mapping(selector.get("matchLabels") or {}, f"{where}.matchLabels")
+    for key, val in labels.items():
+        if not _valid_label_key(key):
+            raise ReleaseError(f"{where}.matchLabels[{key}]", "is not a valid label key")
+        if not isinstance(val, str) or not LABEL_VALUE_RE.match(val):
+            raise ReleaseError(f"{where}.matchLabels[{key}]", f"{val!r} is not a valid label value")
+    return tuple(sorted(labels.items()))
 
 
 def _labels(value: Any, where: str) -> Pairs:

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 import yaml
 from testapp_operator.release import (
+    DEFAULT_INGRESS_FROM,
     DEFAULT_RESOURCES,
     DIGEST_RE,
+    MAX_PEERS,
+    Peer,
     Release,
     ReleaseError,
     Resources,
@@ -189,6 +192,23 @@ def test_repositories_without_tag_are_accepted(image: str) -> None:
         ({"digest": "a" * 64}, "spec.digest"),
         ({"digest": ""}, "spec.digest"),
         ({"digest": 7}, "spec.digest"),
+        ({"ingressFrom": {"namespaceSelector": {}}}, "spec.ingressFrom"),
+        ({"ingressFrom": [{}]}, "spec.ingressFrom[0]"),
+        ({"ingressFrom": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}, "spec.ingressFrom[0]"),
+        ({"ingressFrom": [{"podSelector": []}]}, "spec.ingressFrom[0].podSelector"),
+        (
+            {"ingressFrom": [{"namespaceSelector": {"matchExpressions": []}}]},
+            "spec.ingressFrom[0].namespaceSelector",
+        ),
+        (
+            {"ingressFrom": [{"podSelector": {}}, {"podSelector": {"matchLabels": {"a": "b c"}}}]},
+            "spec.ingressFrom[1].podSelector.matchLabels[a]",
+        ),
+        (
+            {"ingressFrom": [{"namespaceSelector": {"matchLabels": {"bad key": "x"}}}]},
+            "spec.ingressFrom[0].namespaceSelector.matchLabels[bad key]",
+        ),
+        ({"ingressFrom": [{"podSelector": {}}] * 17}, "spec.ingressFrom"),
     ],
 )
 def test_bad_input_raises_an_error_naming_the_field(spec: dict[str, Any], field: str) -> None:
@@ -282,10 +302,61 @@ def test_a_revision_stored_before_digests_existed_reads_back_equal() -> None:
     assert "digest" not in tag_only.to_data()
 
 
-def test_the_digest_pattern_is_the_crds() -> None:
+def spec_schema() -> dict[str, Any]:
     crd = yaml.safe_load((REPO / "crds" / "testapp.dev_testappreleases.yaml").read_text())
     (version,) = crd["spec"]["versions"]
-    declared = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["digest"]
+    return version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+
+
+def test_the_digest_pattern_is_the_crds() -> None:
+    declared = spec_schema()["digest"]
 
     assert declared["pattern"] == DIGEST_RE.pattern
     assert declared["maxLength"] == len(DIGEST)
+
+
+def test_by_default_only_namespaces_labelled_as_clients_reach_the_app() -> None:
+    release = Release.from_body(body())
+
+    assert release.ingress_from == DEFAULT_INGRESS_FROM
+    assert [peer.to_data() for peer in release.ingress_from] == [
+        {"namespaceSelector": {"matchLabels": {"testapp.dev/client": "true"}}}
+    ]
+
+
+@pytest.mark.parametrize(
+    "peers",
+    [
+        [],
+        [{"namespaceSelector": {}}],
+        [{"namespaceSelector": {"matchLabels": {}}, "podSelector": {}}],
+        [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}},
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prober"}}},
+        ],
+    ],
+)
+def test_ingress_peers_are_read_as_the_api_server_stores_them(peers: list[Any]) -> None:
+    release = Release.from_body(body(ingressFrom=peers))
+
+    stored = [
+        {
+            key: ({"matchLabels": sel["matchLabels"]} if sel.get("matchLabels") else {})
+            for key, sel in peer.items()
+        }
+        for peer in peers
+    ]
+    assert [peer.to_data() for peer in release.ingress_from] == stored
+
+
+def test_an_ingress_peer_keeps_which_selectors_it_has() -> None:
+    (peer,) = Release.from_body(body(ingressFrom=[{"podSelector": {}}])).ingress_from
+
+    assert peer == Peer(namespace_labels=None, pod_labels=())
+
+
+def test_the_ingress_default_is_the_crds() -> None:
+    declared = spec_schema()["ingressFrom"]
+
+    assert declared["default"] == [peer.to_data() for peer in DEFAULT_INGRESS_FROM]
+    assert declared["maxItems"] == MAX_PEERS
