@@ -9,12 +9,14 @@ the children it made before deciding anything.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION
+from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION, health
 from testapp_operator.drift import compact
 from testapp_operator.kube import Kube
 from testapp_operator.reconciler import CHILD_DELAY, Reconciler, World
@@ -55,11 +57,31 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.peering.lifetime = 15
     # The API client does discovery on creation: keep that I/O off the event loop.
     memo.reconciler = Reconciler(kube=await asyncio.to_thread(Kube))
+    if memo.get("readiness"):
+        memo.health = await health.serve(memo.readiness, functools.partial(ready, memo))
+
+
+async def ready(memo: kopf.Memo) -> health.Verdict:
+    if memo.standalone:
+        return health.Verdict(True, "standalone: started")
+    status = await memo.reconciler.kube.peering_status(memo.peering)
+    return health.readiness(status, memo.priority, memo.watch_clock.since(), datetime.now(UTC))
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("health"):
+        await memo.health.cleanup()
     memo.reconciler.kube.close()
+
+
+# Every peer's keep-alive changes the peering object every few seconds; Kopf delivers it here only
+# while this replica is active and every index has its initial listing: the readiness of the
+# active replica (health.py).
+@kopf.on.event("kopf.dev", "v1", "clusterkopfpeerings")
+async def peering_seen(name: str, memo: kopf.Memo, **_: Any) -> None:
+    if name == memo.get("peering"):
+        memo.watch_clock.tick()
 
 
 def kept(body: kopf.Body) -> str:
