@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from testapp_operator import FIELD_MANAGER, GROUP, VERSION
+from testapp_operator.conditions import timestamp
 
 T = TypeVar("T")
 Body = dict[str, Any]
@@ -131,7 +132,7 @@ class Kube:
     ) -> None:
         """Record a core/v1 Event on the release (it is cluster-scoped, so the Event lives in
         `default`, where `kubectl describe tar` looks for it)."""
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = timestamp(datetime.datetime.now(datetime.UTC))
         metadata = release["metadata"]
         body = {
             "apiVersion": "v1",

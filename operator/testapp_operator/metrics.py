@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-PHASES = ("Progressing", "Ready", "Degraded", "Paused")
+from testapp_operator.status import PHASES
 
 RECONCILES = Counter(
     "testapp_reconciles", "Reconciles of TestAppReleases, by result (ok or error).", ["result"]

@@ -23,7 +23,8 @@ from testapp_operator.drift import compact, needs_apply
 from testapp_operator.kube import ApiException, Body, Kube
 from testapp_operator.release import Release, ReleaseError, Snapshot
 from testapp_operator.revisions import Decision, Outcome, Plan, Revision, plan
-from testapp_operator.status import compute_status, observe_deployment
+from testapp_operator.rollout import observe_deployment
+from testapp_operator.status import compute_status
 
 logger = logging.getLogger("testapp_operator")
 

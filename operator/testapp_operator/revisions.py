@@ -4,7 +4,7 @@ Pure: no I/O. The rules are those of docs/design.md, section Revisions. A reconc
 
     release = Release.from_body(body)
     revisions = [Revision.from_controller_revision(cr) for cr in <ControllerRevisions>]
-    rollout = status.observe_deployment(<Deployment or None>)
+    rollout = rollout.observe_deployment(<Deployment or None>)
     p = plan(release, revisions, rollout)
     p.create      -> apply render.controller_revision(release, p.create)      (if not None)
     p.deploy      -> apply namespace/deployment/service for p.target           (if True)
@@ -30,13 +30,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from testapp_operator import CHANGE_CAUSE_ANNOTATION, OUTCOME_ANNOTATION
 from testapp_operator.release import Release, ReleaseError, Snapshot
-
-if TYPE_CHECKING:
-    from testapp_operator.status import Rollout
+from testapp_operator.rollout import Rollout
 
 
 class Outcome(enum.StrEnum):

@@ -15,7 +15,7 @@ from testapp_operator.revisions import (
     outcome_after,
     plan,
 )
-from testapp_operator.status import Rollout
+from testapp_operator.rollout import Rollout
 
 P, R, F, S = Outcome.PROGRESSING, Outcome.READY, Outcome.FAILED, Outcome.SUPERSEDED
 IMAGE = "registry.example.com/test-app"
