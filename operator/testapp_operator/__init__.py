@@ -24,3 +24,7 @@ CHANGE_CAUSE_ANNOTATION = f"{GROUP}/change-cause"
 OUTCOME_ANNOTATION = f"{GROUP}/outcome"
 # On the Deployment's Pod template: the revision it runs.
 REVISION_ANNOTATION = f"{GROUP}/revision"
+# On the Deployment: the fingerprint of the snapshot it runs, and the release generation it was
+# rendered from (see docs/design.md, Two operators at once).
+SNAPSHOT_ANNOTATION = f"{GROUP}/snapshot"
+GENERATION_ANNOTATION = f"{GROUP}/generation"

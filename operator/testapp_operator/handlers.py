@@ -14,12 +14,17 @@ from typing import Any
 
 import kopf
 
-from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION
+from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION, metrics
 from testapp_operator.drift import compact
+from testapp_operator.events import EventRecorder
 from testapp_operator.kube import Kube
-from testapp_operator.reconciler import CHILD_DELAY, Reconciler, World
+from testapp_operator.queue import WorkQueue
+from testapp_operator.reconciler import Reconciler, World
 
 MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+# Spec changes are reconciled at once; child events wait a little so a rollout's burst of status
+# updates becomes one reconcile and one status write.
+CHILD_DELAY = 1.0
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -54,12 +59,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # A replica that dies without saying goodbye is replaced after this many seconds.
     settings.peering.lifetime = 15
     # The API client does discovery on creation: keep that I/O off the event loop.
-    memo.reconciler = Reconciler(kube=await asyncio.to_thread(Kube))
+    memo.kube = await asyncio.to_thread(Kube)
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    memo.reconciler.kube.close()
+    memo.kube.close()
 
 
 def kept(body: kopf.Body) -> str:
@@ -98,11 +103,10 @@ async def controllerrevisions(labels: kopf.Labels, body: kopf.Body, **_: Any) ->
     return {labels[RELEASE_LABEL]: kept(body)}
 
 
-def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> Reconciler:
-    """The reconciler, reading the indexes Kopf passes to every handler (the same objects on
-    every call)."""
-    reconciler: Reconciler = memo.reconciler
-    if reconciler.world is None:
+def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, WorkQueue]:
+    """The reconciler and its queue, made on the first event: they read the indexes Kopf passes
+    to every handler (the same objects on every call)."""
+    if "queue" not in memo:
 
         def one(index: kopf.Index) -> Any:
             def lookup(key: str) -> dict[str, Any] | None:
@@ -112,14 +116,20 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> Reconciler:
             return lookup
 
         revisions = indexes["controllerrevisions"]
-        reconciler.world = World(
+        world = World(
             release=one(indexes["releases"]),
-            namespace=one(indexes["namespaces"]),
-            deployment=one(indexes["deployments"]),
-            service=one(indexes["services"]),
+            children={
+                "Namespace": one(indexes["namespaces"]),
+                "Deployment": one(indexes["deployments"]),
+                "Service": one(indexes["services"]),
+            },
             revisions=lambda key: [json.loads(text) for text in revisions.get(key, ())],
         )
-    return reconciler
+        memo.reconciler = Reconciler(memo.kube, world, EventRecorder(memo.kube.event))
+        # As many reconciles at once as the API client has threads.
+        memo.queue = WorkQueue(memo.reconciler.reconcile, limit=memo.kube.threads)
+        metrics.track_phases(memo.reconciler.phases)
+    return memo.reconciler, memo.queue
 
 
 INDEXES = ("releases", "namespaces", "deployments", "services", "controllerrevisions")
@@ -127,11 +137,11 @@ INDEXES = ("releases", "namespaces", "deployments", "services", "controllerrevis
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def release_changed(name: str, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-    reconciler = bind(memo, {key: kwargs[key] for key in INDEXES})
+    reconciler, queue = bind(memo, {key: kwargs[key] for key in INDEXES})
     if type == "DELETED":
         reconciler.forget(name)
     else:
-        reconciler.trigger(name)
+        queue.add(name)
 
 
 # A release's children all carry its name: the Namespace is named after it, the Deployment and
@@ -147,7 +157,8 @@ async def child_changed(
     memo: kopf.Memo,
     **kwargs: Any,
 ) -> None:
-    reconciler = bind(memo, {key: kwargs[key] for key in INDEXES})
+    reconciler, queue = bind(memo, {key: kwargs[key] for key in INDEXES})
+    release = namespace or name
     if type == "DELETED":
-        reconciler.child_deleted(resource.kind, name)
-    reconciler.trigger(namespace or name, CHILD_DELAY)
+        reconciler.child_deleted(release, resource.kind, name)
+    queue.add(release, CHILD_DELAY)

@@ -110,19 +110,23 @@ class Kube:
             field_manager=FIELD_MANAGER,
         )
 
-    async def delete(self, kind: str, name: str, namespace: str | None) -> None:
+    async def delete(self, kind: str, name: str, namespace: str | None) -> bool:
+        """True when this call deleted it, False when it was already gone."""
         try:
             await self._request(self._resources[kind].delete, name=name, namespace=namespace)
         except ApiException as error:
             if error.status != 404:
                 raise
+            return False
+        return True
 
-    async def patch_release_status(self, name: str, status: Body) -> Body:
-        """Merge-patch the release's status subresource (`None` values remove fields)."""
+    async def patch_release_status(self, name: str, status: Body, resource_version: str) -> Body:
+        """Merge-patch the release's status subresource (`None` values remove fields), only if
+        the release is still at `resource_version` (409 Conflict otherwise)."""
         return await self._call(
             self._resources["TestAppRelease"].status.patch,
             name=name,
-            body={"status": status},
+            body={"metadata": {"resourceVersion": resource_version}, "status": status},
             content_type="application/merge-patch+json",
             field_manager=FIELD_MANAGER,
         )

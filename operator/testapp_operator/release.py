@@ -5,8 +5,9 @@ Public interface:
   CRD defaults are filled in when absent (an object stored before a field existed).
 - `Release.snapshot -> Snapshot`: the Pod-template inputs the spec asks for.
 - `Snapshot(image, tag, labels, resources)`: what a revision records; `to_data()` / `from_data()`
-  give and read the ControllerRevision `data`. Labels and resources are sorted tuples, so two
-  snapshots are equal exactly when they would render the same Pod template.
+  give and read the ControllerRevision `data`; `fingerprint` is a short hash of it. Labels and
+  resources are sorted tuples, so two snapshots are equal exactly when they would render the
+  same Pod template.
 - `Resources(requests, limits)`: container requests/limits as sorted (name, quantity) pairs.
 - `ReleaseError(field, message)`: bad input that slipped past the API server (an older CRD, a
   hand-made ControllerRevision); `str()` names the field, e.g. "spec.tag: must match ...".
@@ -14,6 +15,8 @@ Public interface:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -104,6 +107,12 @@ class Snapshot:
     def image_ref(self) -> str:
         """The full image reference, `image:tag`."""
         return f"{self.image}:{self.tag}"
+
+    @property
+    def fingerprint(self) -> str:
+        """Equal exactly when the snapshots are: names the snapshot a Deployment runs."""
+        canonical = json.dumps(self.to_data(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_data(self) -> dict[str, Any]:
         """The ControllerRevision `data`: plain JSON with sorted keys."""

@@ -6,6 +6,7 @@ All objects are named after the release and carry `labels(release, revision)`.
 
 Public interface (`revision` is the `revisions.Revision` to run: its snapshot decides image, tag,
 labels and resources; replicas, env and the progress deadline come from the release):
+- `children(release, revision)`: every object the release runs on, each function below once.
 - `namespace(release, revision)`: the Namespace, Pod Security `restricted` enforced.
 - `deployment(release, revision)`: the Deployment; Pod template annotated with the revision.
 - `service(release, revision)`: the ClusterIP Service, port 80 `http` -> container port `http`.
@@ -24,11 +25,13 @@ from testapp_operator import (
     CHANGE_CAUSE_ANNOTATION,
     CONTAINER,
     FIELD_MANAGER,
+    GENERATION_ANNOTATION,
     HTTP_PORT,
     KIND,
     OUTCOME_ANNOTATION,
     RELEASE_LABEL,
     REVISION_ANNOTATION,
+    SNAPSHOT_ANNOTATION,
 )
 from testapp_operator.release import Release
 from testapp_operator.revisions import Revision
@@ -67,6 +70,14 @@ def labels(release: Release, revision: Revision) -> dict[str, str]:
     }
 
 
+def children(release: Release, revision: Revision) -> list[dict[str, Any]]:
+    return [
+        namespace(release, revision),
+        deployment(release, revision),
+        service(release, revision),
+    ]
+
+
 def namespace(release: Release, revision: Revision) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -88,7 +99,14 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(release, revision, release.name),
+        "metadata": {
+            **_metadata(release, revision, release.name),
+            # What runs and which spec chose it: two operators at once agree on both.
+            "annotations": {
+                SNAPSHOT_ANNOTATION: snapshot.fingerprint,
+                GENERATION_ANNOTATION: str(release.generation),
+            },
+        },
         "spec": {
             "replicas": release.replicas,
             "selector": {"matchLabels": selector(release)},

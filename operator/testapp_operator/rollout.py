@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from testapp_operator import REVISION_ANNOTATION
+from testapp_operator import REVISION_ANNOTATION, SNAPSHOT_ANNOTATION
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class Rollout:
     """One Deployment's rollout; the defaults describe a Deployment that does not exist."""
 
     revision: int | None = None  # the Pod template's testapp.dev/revision
+    snapshot: str | None = None  # the fingerprint of the snapshot it runs
     exists: bool = False
     current: bool = False  # the Deployment controller has seen the latest template
     desired: int = 0  # spec.replicas
@@ -66,6 +67,7 @@ def observe_deployment(deployment: Mapping[str, Any] | None) -> Rollout:
         message = f"{available} of {desired} replicas available"
     return Rollout(
         revision=_revision_number(template_annotations.get(REVISION_ANNOTATION)),
+        snapshot=(metadata.get("annotations") or {}).get(SNAPSHOT_ANNOTATION),
         exists=True,
         current=current,
         desired=desired,
