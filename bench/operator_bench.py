@@ -43,16 +43,18 @@ from typing import Any
 import kubernetes
 import yaml
 from kubernetes.client.exceptions import ApiException
+from testapp_dev import (
+    IMAGE,
+    OPERATOR_AGENTS,
+    AuditLog,
+    OperatorProcess,
+    localcluster,
+    manifest,
+    wait_until,
+)
+from testapp_operator import GROUP, PLURAL, VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "hack" / "cluster")]
-
-import localcluster  # noqa: E402 (hack/cluster is not a package)
-
-from tests.support import OPERATOR_AGENTS, AuditLog, OperatorProcess  # noqa: E402
-
-GROUP, VERSION, PLURAL = "testapp.dev", "v1", "testappreleases"
-IMAGE = "registry.example.com/test-app"
 BENCH_LABEL = "bench.testapp.dev/run"
 # What a new release needs at least: Namespace, Deployment, Service, ControllerRevision, status.
 WRITES_FLOOR = 5
@@ -76,12 +78,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def release_manifest(name: str, tag: str, run: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "TestAppRelease",
-        "metadata": {"name": name, "labels": {BENCH_LABEL: run}},
-        "spec": {"env": "dev", "image": IMAGE, "tag": tag, "replicas": 1},
-    }
+    body = manifest(name, tag, replicas=1)
+    body["metadata"]["labels"] = {BENCH_LABEL: run}
+    return body
 
 
 class Api:
@@ -119,15 +118,6 @@ def is_ready(body: dict[str, Any]) -> bool:
         status.get("observedGeneration") == body["metadata"].get("generation")
         and status.get("phase") == "Ready"
     )
-
-
-def wait(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
 # --- 1. change latency --------------------------------------------------------------------------
@@ -301,7 +291,7 @@ def measure_latency(
     def operator_release() -> dict[str, Any]:
         return api.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, names["operator"])
 
-    wait(lambda: is_ready(operator_release()), 120, f"{names['operator']} Ready")
+    wait_until(lambda: is_ready(operator_release()), 120, what=f"{names['operator']} Ready")
     watches = {arm: DeploymentWatch(api, name) for arm, name in names.items()}
     patchers = {
         "operator": lambda tag: api.patch_release(names["operator"], {"spec": {"tag": tag}}),
@@ -348,11 +338,11 @@ def measure_latency(
                     lambda body, image=image: image_of(body) == image and rolled_out(body)
                 )
                 if arm == "operator":
-                    wait(
+                    wait_until(
                         lambda: is_ready(operator_release()),
                         60,
-                        f"{names['operator']} Ready",
                         interval=0.05,
+                        what=f"{names['operator']} Ready",
                     )
                 # Read once settled: the audit log is written when each request completes.
                 writes = audit.writes_since(mark, WRITERS)
@@ -420,7 +410,7 @@ def measure_scale(
         ready = sum(is_ready(body) for body in api.releases(run))
         return ready == count
 
-    wait(all_ready, timeout, f"{count} releases Ready", interval=0.5)
+    wait_until(all_ready, timeout, interval=0.5, what=f"{count} releases Ready")
     elapsed = time.monotonic() - started
     # The status write saying Ready is the last write a new release needs; a short quiet
     # window catches anything the operator still does after it (it should do nothing).
@@ -462,7 +452,7 @@ def delete_run(api: Api, run: str, timeout: float = 300) -> None:
         names = {n.metadata.name for n in api.core.list_namespace().items}
         return not any(name.startswith(f"bench-{run}-") for name in names)
 
-    wait(gone, timeout, f"the namespaces of run {run} to be deleted", interval=1)
+    wait_until(gone, timeout, interval=1, what=f"the namespaces of run {run} to be deleted")
 
 
 def cleanup(api: Api) -> None:

@@ -9,9 +9,9 @@ import signal
 import time
 
 import pytest
+from testapp_dev import LiveCluster, OperatorProcess, is_ready_at, manifest, unique, wait_until
 
-from tests.chaos.helpers import World, assert_history_consistent, is_ready_at, manifest, unique
-from tests.support import LiveCluster, OperatorProcess, wait_until
+from tests.chaos.helpers import World, assert_history_consistent
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
 
