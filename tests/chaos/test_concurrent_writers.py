@@ -27,7 +27,7 @@ class Write:
 
 
 def test_racing_patches_and_edits_lose_no_update_and_history_records_each_deployed_tag(
-    cluster: LiveCluster, operator: OperatorProcess
+    cluster: LiveCluster, operators: list[OperatorProcess]
 ) -> None:
     name = unique("race")
     cluster.kubectl(
