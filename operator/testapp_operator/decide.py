@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from testapp_operator import GENERATION_ANNOTATION, OUTCOME_ANNOTATION, render
@@ -33,8 +33,10 @@ Body = dict[str, Any]
 # it every new release cost one extra status write per step of its rollout.
 PROGRESS_INTERVAL = 30.0
 # Our view of the release lags behind what runs (another operator acted on a newer spec): the
-# watch catches up within moments.
+# watch catches up within moments. A view still behind after the grace is not lag (someone edited
+# the Deployment's generation annotation): the reconcile goes ahead and restores it.
 STALE_RETRY = 0.5
+STALE_GRACE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Memory:
     """What earlier reconciles of the release leave for the next one."""
 
     held_back: Snapshot | None = None  # the spec a pin holds back, already warned about
+    stale_since: datetime | None = None  # when our view of the release was first behind
     since_status_write: float = math.inf  # seconds since our last status write
 
 
@@ -119,7 +122,10 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
     name = release.name
     running = observed.children.get("Deployment")
     if _rendered_from_newer_spec(running, release):
-        return Actions(memory=memory, requeue_after=STALE_RETRY)
+        since = memory.stale_since or now
+        if now - since < STALE_GRACE:
+            return Actions(memory=replace(memory, stale_since=since), requeue_after=STALE_RETRY)
+    memory = replace(memory, stale_since=None)
     rollout = observe_deployment(running)
     stored, notes = _read_revisions(name, observed.revisions)
     # Outcomes from the freshest status we know of (our own last write, if the watch lags).

@@ -74,7 +74,7 @@ class Kube:
     async def _request(self, call: Callable[..., Any], **kwargs: Any) -> bytes:
         """A dynamic-client call whose response is read to the end in the worker thread and kept
         as bytes. Reading it all hands the connection back to the pool: a response left unread
-        kept its connection, and the next call paid for a new TLS handshake (~20 ms here)."""
+        kept its connection, and the next call paid for a new TLS handshake (docs/benchmarks.md)."""
         return await self._run(lambda: call(serialize=False, **kwargs).data)
 
     async def _call(self, call: Callable[..., Any], **kwargs: Any) -> Body:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from testapp_operator.decide import STALE_GRACE
 from testapp_operator.events import EventRecorder
 from testapp_operator.queue import Result
 from testapp_operator.reconciler import CONFLICT_RETRY, Reconciler, World
@@ -329,6 +330,24 @@ async def test_an_operator_that_sees_an_older_spec_than_what_runs_writes_nothing
     assert h.kube.take_writes() == []
     assert result.requeue_after is not None
     assert sorted(h.kube.revisions(NAME)) == [1, 2]
+
+
+@scenario
+async def test_a_generation_annotation_edited_by_hand_holds_the_operator_back_only_briefly(
+    h: Harness,
+) -> None:
+    await h.settled()
+    deployment = h.kube.objects[("Deployment", NAME)]
+    deployment["metadata"]["annotations"]["testapp.dev/generation"] = "999"
+    await h.reconcile()
+    assert h.kube.take_writes() == []
+    state = h.reconciler._releases[NAME]
+    state.memory = replace(state.memory, stale_since=state.memory.stale_since - STALE_GRACE)
+
+    await h.reconcile()
+
+    assert h.kube.take_writes()[0] == ("apply", "Deployment", NAME)
+    assert deployment is not h.kube.objects[("Deployment", NAME)]
 
 
 @scenario
