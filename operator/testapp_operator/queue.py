@@ -63,7 +63,11 @@ class WorkQueue:
         if entry.due is not None and entry.due <= due:
             return
         entry.due = due
-        if not entry.running:
+        if entry.running:
+            return
+        if delay <= 0:
+            self._start(key, entry)  # a spec change goes out now, not on the loop's next turn
+        else:
             self._schedule(key, entry)
 
     def __len__(self) -> int:
@@ -81,6 +85,8 @@ class WorkQueue:
         entry.timer = asyncio.get_running_loop().call_at(entry.due, self._start, key, entry)
 
     def _start(self, key: str, entry: _Key) -> None:
+        if entry.timer is not None:
+            entry.timer.cancel()
         entry.due, entry.timer, entry.running = None, None, True
         task = asyncio.create_task(self._run(key, entry), name=f"reconcile {key}")
         self._tasks.add(task)
