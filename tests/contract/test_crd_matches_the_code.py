@@ -1,5 +1,6 @@
 """Each rule has one source: the CRD's schema and the constants the operator parses with agree,
-and so do the Makefile's guards."""
+and so do the Makefile's guards. Not in tests/unit: the operator image's build runs those with
+operator/ alone, without crds/ or the Makefile."""
 
 from __future__ import annotations
 
