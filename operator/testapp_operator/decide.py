@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from testapp_operator import GENERATION_ANNOTATION, OUTCOME_ANNOTATION, render
+from testapp_operator import GENERATION_LABEL, OUTCOME_ANNOTATION, render
 from testapp_operator.conditions import set_condition
 from testapp_operator.drift import needs_apply
 from testapp_operator.release import Release, ReleaseError, Snapshot
@@ -34,7 +34,7 @@ Body = dict[str, Any]
 PROGRESS_INTERVAL = 30.0
 # Our view of the release lags behind what runs (another operator acted on a newer spec): the
 # watch catches up within moments. A view still behind after the grace is not lag (someone edited
-# the Deployment's generation annotation): the reconcile goes ahead and restores it.
+# the Deployment's generation label): the reconcile goes ahead and restores it.
 STALE_RETRY = 0.5
 STALE_GRACE = timedelta(seconds=30)
 
@@ -223,8 +223,20 @@ def _rendered_from_newer_spec(deployment: Body | None, release: Release) -> bool
         return False
     metadata = deployment["metadata"]
     owners = {owner.get("uid") for owner in metadata.get("ownerReferences") or []}
-    generation = (metadata.get("annotations") or {}).get(GENERATION_ANNOTATION, "")
+    generation = (metadata.get("labels") or {}).get(GENERATION_LABEL, "")
     return release.uid in owners and generation.isdigit() and int(generation) > release.generation
+
+
+def _with_generation_of(current: Body | None, desired: Body, generation: int) -> Body:
+    """`desired` with the (older) generation label `current` already carries. The label says
+    which spec last wrote the object, so a spec change that leaves the object as it is (a pin to
+    a missing revision, a new history limit) does not write it only to move the label."""
+    labels = desired["metadata"].get("labels") or {}
+    seen = (((current or {}).get("metadata") or {}).get("labels") or {}).get(GENERATION_LABEL, "")
+    if GENERATION_LABEL not in labels or not seen.isdigit() or int(seen) > generation:
+        return desired
+    metadata = {**desired["metadata"], "labels": {**labels, GENERATION_LABEL: seen}}
+    return {**desired, "metadata": metadata}
 
 
 def _precondition(desired: Body, current: Body | None) -> Body:
@@ -247,7 +259,7 @@ def _changes(
     changed, drifted = [], []
     for desired in render.children(release, decided.target):
         current = observed.children.get(desired["kind"])
-        if needs_apply(desired, current):
+        if needs_apply(_with_generation_of(current, desired, release.generation), current):
             changed.append(desired)
             if steady:
                 drifted.append(f"{desired['kind']} {'changed' if current else 'missing'}")

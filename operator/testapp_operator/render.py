@@ -25,13 +25,13 @@ from testapp_operator import (
     CHANGE_CAUSE_ANNOTATION,
     CONTAINER,
     FIELD_MANAGER,
-    GENERATION_ANNOTATION,
+    GENERATION_LABEL,
     HTTP_PORT,
     KIND,
     OUTCOME_ANNOTATION,
     RELEASE_LABEL,
     REVISION_ANNOTATION,
-    SNAPSHOT_ANNOTATION,
+    SNAPSHOT_LABEL,
 )
 from testapp_operator.release import Release
 from testapp_operator.revisions import Revision
@@ -102,9 +102,10 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
         "metadata": {
             **_metadata(release, revision, release.name),
             # What runs and which spec chose it: two operators at once agree on both.
-            "annotations": {
-                SNAPSHOT_ANNOTATION: snapshot.fingerprint,
-                GENERATION_ANNOTATION: str(release.generation),
+            "labels": {
+                **labels(release, revision),
+                SNAPSHOT_LABEL: snapshot.fingerprint,
+                GENERATION_LABEL: str(release.generation),
             },
         },
         "spec": {

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from testapp_operator import REVISION_ANNOTATION, SNAPSHOT_ANNOTATION
+from testapp_operator import REVISION_ANNOTATION, SNAPSHOT_LABEL
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def observe_deployment(deployment: Mapping[str, Any] | None) -> Rollout:
         message = f"{available} of {desired} replicas available"
     return Rollout(
         revision=_revision_number(template_annotations.get(REVISION_ANNOTATION)),
-        snapshot=(metadata.get("annotations") or {}).get(SNAPSHOT_ANNOTATION),
+        snapshot=(metadata.get("labels") or {}).get(SNAPSHOT_LABEL),
         exists=True,
         current=current,
         desired=desired,

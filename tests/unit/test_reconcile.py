@@ -333,12 +333,12 @@ async def test_an_operator_that_sees_an_older_spec_than_what_runs_writes_nothing
 
 
 @scenario
-async def test_a_generation_annotation_edited_by_hand_holds_the_operator_back_only_briefly(
+async def test_a_generation_label_edited_by_hand_holds_the_operator_back_only_briefly(
     h: Harness,
 ) -> None:
     await h.settled()
     deployment = h.kube.objects[("Deployment", NAME)]
-    deployment["metadata"]["annotations"]["testapp.dev/generation"] = "999"
+    deployment["metadata"]["labels"]["testapp.dev/generation"] = "999"
     await h.reconcile()
     assert h.kube.take_writes() == []
     state = h.reconciler._releases[NAME]
