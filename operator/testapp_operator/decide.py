@@ -44,7 +44,7 @@ class Observed:
     """What exists for one release: None where an object does not."""
 
     release: Body | None
-    children: Mapping[str, Body | None] = field(default_factory=dict)  # by kind
+    children: Mapping[tuple[str, str], Body | None] = field(default_factory=dict)  # (kind, name)
     revisions: Sequence[Body] = ()  # its ControllerRevisions
 
 
@@ -120,7 +120,7 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
     except ReleaseError as error:
         return _invalid(body, error, memory, now)
     name = release.name
-    running = observed.children.get("Deployment")
+    running = observed.children.get(("Deployment", name))
     if _rendered_from_newer_spec(running, release):
         since = memory.stale_since or now
         if now - since < STALE_GRACE:
@@ -154,7 +154,7 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
         changed, drifted = _changes(release, decided, observed, new_generation)
         for desired in changed:
             kind = desired["kind"]
-            if kind == "Namespace" and observed.children.get(kind) is None:
+            if kind == "Namespace" and observed.children.get((kind, name)) is None:
                 namespace = desired
             elif kind == "Deployment":
                 # Applied only over the version this decision saw (see docs/design.md).
@@ -258,7 +258,7 @@ def _changes(
     steady = not new_generation and not decided.deploy
     changed, drifted = [], []
     for desired in render.children(release, decided.target):
-        current = observed.children.get(desired["kind"])
+        current = observed.children.get((desired["kind"], desired["metadata"]["name"]))
         if needs_apply(_with_generation_of(current, desired, release.generation), current):
             changed.append(desired)
             if steady:

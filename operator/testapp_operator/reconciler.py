@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
+from testapp_operator import render
 from testapp_operator.decide import Actions, Memory, Observed, decide, with_created
 from testapp_operator.events import EventRecorder
 from testapp_operator.queue import Result
@@ -52,7 +53,7 @@ class World:
     """Read access to what the watches have seen, by release name."""
 
     release: Lookup
-    children: Mapping[str, Lookup]  # by kind; every kind render.children produces
+    children: Mapping[str, Lookup]  # by kind, then name; every kind render.children produces
     revisions: Callable[[str], list[Body]]
 
 
@@ -115,8 +116,8 @@ class Reconciler:
         return Observed(
             release=writes.fresh("TestAppRelease", name, world.release(name)),
             children={
-                kind: writes.fresh(kind, name, lookup(name))
-                for kind, lookup in world.children.items()
+                (kind, child): writes.fresh(kind, child, world.children[kind](child))
+                for kind, child in render.child_keys(name)
             },
             revisions=writes.revisions(world.revisions(name)),
         )

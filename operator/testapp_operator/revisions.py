@@ -218,7 +218,7 @@ def _describe(old: Snapshot, new: Snapshot) -> str:
     """What changed between two snapshots, for the log line and the event."""
     changes = [
         f"{name} {getattr(old, name)} -> {getattr(new, name)}"
-        for name in ("image", "tag")
+        for name in ("image", "tag", "digest")
         if getattr(old, name) != getattr(new, name)
     ]
     changes += [
