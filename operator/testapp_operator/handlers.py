@@ -16,12 +16,17 @@ from typing import Any
 
 import kopf
 
-from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION, health
+from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION, health, metrics
 from testapp_operator.drift import compact
+from testapp_operator.events import EventRecorder
 from testapp_operator.kube import Kube
-from testapp_operator.reconciler import CHILD_DELAY, Reconciler, World
+from testapp_operator.queue import WorkQueue
+from testapp_operator.reconciler import Reconciler, World
 
 MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+# Spec changes are reconciled at once; child events wait a little so a rollout's burst of status
+# updates becomes one reconcile and one status write.
+CHILD_DELAY = 1.0
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -56,7 +61,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # A replica that dies without saying goodbye is replaced after this many seconds.
     settings.peering.lifetime = 15
     # The API client does discovery on creation: keep that I/O off the event loop.
-    memo.reconciler = Reconciler(kube=await asyncio.to_thread(Kube))
+    memo.kube = await asyncio.to_thread(Kube)
     if memo.get("readiness"):
         memo.health = await health.serve(memo.readiness, functools.partial(ready, memo))
 
@@ -64,7 +69,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 async def ready(memo: kopf.Memo) -> health.Verdict:
     if memo.standalone:
         return health.Verdict(True, "standalone: started")
-    status = await memo.reconciler.kube.peering_status(memo.peering)
+    status = await memo.kube.peering_status(memo.peering)
     return health.readiness(status, memo.priority, memo.watch_clock.since(), datetime.now(UTC))
 
 
@@ -72,7 +77,7 @@ async def ready(memo: kopf.Memo) -> health.Verdict:
 async def close(memo: kopf.Memo, **_: Any) -> None:
     if memo.get("health"):
         await memo.health.cleanup()
-    memo.reconciler.kube.close()
+    memo.kube.close()
 
 
 # Every peer's keep-alive changes the peering object every few seconds; Kopf delivers it here only
@@ -128,11 +133,10 @@ async def controllerrevisions(labels: kopf.Labels, body: kopf.Body, **_: Any) ->
     return {labels[RELEASE_LABEL]: kept(body)}
 
 
-def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> Reconciler:
-    """The reconciler, reading the indexes Kopf passes to every handler (the same objects on
-    every call)."""
-    reconciler: Reconciler = memo.reconciler
-    if reconciler.world is None:
+def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, WorkQueue]:
+    """The reconciler and its queue, made on the first event: they read the indexes Kopf passes
+    to every handler (the same objects on every call)."""
+    if "queue" not in memo:
 
         def one(index: kopf.Index) -> Any:
             def lookup(key: str) -> dict[str, Any] | None:
@@ -142,15 +146,21 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> Reconciler:
             return lookup
 
         revisions = indexes["controllerrevisions"]
-        reconciler.world = World(
+        world = World(
             release=one(indexes["releases"]),
-            namespace=one(indexes["namespaces"]),
-            deployment=one(indexes["deployments"]),
-            service=one(indexes["services"]),
-            network_policy=one(indexes["networkpolicies"]),
+            children={
+                "Namespace": one(indexes["namespaces"]),
+                "Deployment": one(indexes["deployments"]),
+                "Service": one(indexes["services"]),
+                "NetworkPolicy": one(indexes["networkpolicies"]),
+            },
             revisions=lambda key: [json.loads(text) for text in revisions.get(key, ())],
         )
-    return reconciler
+        memo.reconciler = Reconciler(memo.kube, world, EventRecorder(memo.kube.event))
+        # As many reconciles at once as the API client has threads.
+        memo.queue = WorkQueue(memo.reconciler.reconcile, limit=memo.kube.threads)
+        metrics.track_phases(memo.reconciler.phases)
+    return memo.reconciler, memo.queue
 
 
 INDEXES = (
@@ -165,11 +175,11 @@ INDEXES = (
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def release_changed(name: str, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-    reconciler = bind(memo, {key: kwargs[key] for key in INDEXES})
+    reconciler, queue = bind(memo, {key: kwargs[key] for key in INDEXES})
     if type == "DELETED":
         reconciler.forget(name)
     else:
-        reconciler.trigger(name)
+        queue.add(name)
 
 
 # A release's children all carry its name: the Namespace is named after it, the Deployment,
@@ -186,7 +196,8 @@ async def child_changed(
     memo: kopf.Memo,
     **kwargs: Any,
 ) -> None:
-    reconciler = bind(memo, {key: kwargs[key] for key in INDEXES})
+    reconciler, queue = bind(memo, {key: kwargs[key] for key in INDEXES})
+    release = namespace or name
     if type == "DELETED":
-        reconciler.child_deleted(resource.kind, name)
-    reconciler.trigger(namespace or name, CHILD_DELAY)
+        reconciler.child_deleted(release, resource.kind, name)
+    queue.add(release, CHILD_DELAY)

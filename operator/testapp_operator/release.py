@@ -5,9 +5,10 @@ Public interface:
   CRD defaults are filled in when absent (an object stored before a field existed).
 - `Release.snapshot -> Snapshot`: the Pod-template inputs the spec asks for.
 - `Snapshot(image, tag, labels, resources, digest)`: what a revision records; `to_data()` /
-  `from_data()` give and read the ControllerRevision `data`. Labels and resources are sorted
-  tuples, so two snapshots are equal exactly when they would render the same Pod template.
-  `reference` is what the container runs: `image:tag`, or `image:tag@digest` when pinned by digest.
+  `from_data()` give and read the ControllerRevision `data`; `fingerprint` is a short hash of it.
+  Labels and resources are sorted tuples, so two snapshots are equal exactly when they would
+  render the same Pod template. `reference` is what the container runs: `image:tag`, or
+  `image:tag@digest` when pinned by digest.
 - `Resources(requests, limits)`: container requests/limits as sorted (name, quantity) pairs.
 - `Peer(namespace_labels, pod_labels)`: one source allowed to reach the `http` port, a
   NetworkPolicy peer with matchLabels selectors; `DEFAULT_INGRESS_FROM` when the spec names none.
@@ -17,6 +18,8 @@ Public interface:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,8 +34,25 @@ DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 IMAGE_TAG_RE = re.compile(r":[^/]*$")
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 MAX_LABELS = 32
+LABEL_VALUE_MAX = 63
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """An integer field's allowed range and its default, as the CRD declares them."""
+
+    low: int
+    high: int | None
+    default: int | None = None
+
+
+REPLICAS = Bounds(0, 100, 1)
+HISTORY_LIMIT = Bounds(1, 100, 10)
+PROGRESS_DEADLINE = Bounds(10, 3600, 180)
+PIN = Bounds(1, None)
+_GENERATION = Bounds(0, None, 0)
 # Keys the operator owns on every object it produces; a release may not override them.
 RESERVED_LABELS = ("app", "env")
 RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "pod-security.kubernetes.io/")
@@ -137,6 +157,12 @@ class Snapshot:
         return f"{self.image}:{self.tag}"
 
     @property
+    def fingerprint(self) -> str:
+        """Equal exactly when the snapshots are: names the snapshot a Deployment runs."""
+        canonical = json.dumps(self.to_data(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
     def reference(self) -> str:
         """What the container runs: `image:tag@digest` when pinned (the runtime then pulls by
         digest; the tag stays for people), else `image:tag`."""
@@ -176,11 +202,11 @@ class Release:
     env: str
     image: str
     tag: str
-    replicas: int = 1
+    replicas: int = REPLICAS.default
     labels: Pairs = ()
     pin: int | None = None
-    history_limit: int = 10
-    progress_deadline_seconds: int = 180
+    history_limit: int = HISTORY_LIMIT.default
+    progress_deadline_seconds: int = PROGRESS_DEADLINE.default
     resources: Resources = DEFAULT_RESOURCES
     paused: bool = False
     change_cause: str = ""
@@ -210,18 +236,20 @@ class Release:
         return cls(
             name=_string(metadata.get("name"), "metadata.name"),
             uid=_string(metadata.get("uid"), "metadata.uid"),
-            generation=_integer(metadata.get("generation", 0), "metadata.generation", 0, None),
+            generation=_integer(metadata.get("generation"), "metadata.generation", _GENERATION),
             env=env,
             image=_image(spec.get("image"), "spec.image"),
             tag=_tag(spec.get("tag"), "spec.tag"),
-            replicas=_integer(spec.get("replicas", 1), "spec.replicas", 0, 100),
+            replicas=_integer(spec.get("replicas"), "spec.replicas", REPLICAS),
             labels=_labels(spec.get("labels") or {}, "spec.labels"),
-            pin=None if pin is None else _integer(pin, "spec.revision", 1, None),
+            pin=None if pin is None else _integer(pin, "spec.revision", PIN),
             history_limit=_integer(
-                spec.get("revisionHistoryLimit", 10), "spec.revisionHistoryLimit", 1, 100
+                spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", HISTORY_LIMIT
             ),
             progress_deadline_seconds=_integer(
-                spec.get("progressDeadlineSeconds", 180), "spec.progressDeadlineSeconds", 10, 3600
+                spec.get("progressDeadlineSeconds"),
+                "spec.progressDeadlineSeconds",
+                PROGRESS_DEADLINE,
             ),
             resources=(
                 Resources.from_data(spec["resources"], "spec.resources")
@@ -253,13 +281,16 @@ def _string(value: Any, where: str, *, empty: bool = False) -> str:
     return value
 
 
-def _integer(value: Any, where: str, low: int, high: int | None) -> int:
+def _integer(value: Any, where: str, bounds: Bounds) -> int:
+    if value is None and bounds.default is not None:
+        return bounds.default  # stored before the field had a CRD default
     # bool is an int in Python but never a valid count.
     if isinstance(value, bool) or not isinstance(value, int):
         raise ReleaseError(where, f"must be an integer, not {value!r}")
+    low, high = bounds.low, bounds.high
     if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ReleaseError(where, f"must be {bounds}, not {value}")
+        allowed = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ReleaseError(where, f"must be {allowed}, not {value}")
     return value
 
 
@@ -325,7 +356,7 @@ def _labels(value: Any, where: str) -> Pairs:
             raise ReleaseError(f"{where}[{key}]", "is not a valid label key")
         if key in RESERVED_LABELS or key.startswith(RESERVED_LABEL_PREFIXES):
             raise ReleaseError(f"{where}[{key}]", "is set by the operator and cannot be overridden")
-        if not isinstance(val, str) or not LABEL_VALUE_RE.match(val):
+        if not isinstance(val, str) or len(val) > LABEL_VALUE_MAX or not LABEL_VALUE_RE.match(val):
             raise ReleaseError(f"{where}[{key}]", f"{val!r} is not a valid label value")
     return tuple(sorted(labels.items()))
 

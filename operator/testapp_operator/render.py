@@ -8,6 +8,7 @@ network policies, which do not change with the revision (no write for them on ev
 Public interface (`revision` is the `revisions.Revision` to run: its snapshot decides image, tag,
 digest, labels and resources; replicas, env, the progress deadline and `ingressFrom` come from the
 release):
+- `children(release, revision)`: every object the release runs on, each function below once.
 - `namespace(release, revision)`: the Namespace, Pod Security `restricted` enforced.
 - `deployment(release, revision)`: the Deployment; Pod template annotated with the revision.
 - `service(release, revision)`: the ClusterIP Service, port 80 `http` -> container port `http`.
@@ -30,11 +31,13 @@ from testapp_operator import (
     CHANGE_CAUSE_ANNOTATION,
     CONTAINER,
     FIELD_MANAGER,
+    GENERATION_LABEL,
     HTTP_PORT,
     KIND,
     OUTCOME_ANNOTATION,
     RELEASE_LABEL,
     REVISION_ANNOTATION,
+    SNAPSHOT_LABEL,
 )
 from testapp_operator.release import Release
 from testapp_operator.revisions import Revision
@@ -80,6 +83,29 @@ def _release_labels(release: Release) -> dict[str, str]:
     }
 
 
+def children(release: Release, revision: Revision) -> list[dict[str, Any]]:
+    return [
+        namespace(release, revision),
+        deployment(release, revision),
+        service(release, revision),
+        *network_policies(release),
+    ]
+
+
+def child_keys(name: str) -> list[tuple[str, str]]:
+    """(kind, name) of every object `children` produces for the release `name`."""
+    policies = [("NetworkPolicy", _policy_name(name, purpose)) for purpose in POLICY_PURPOSES]
+    return [("Namespace", name), ("Deployment", name), ("Service", name), *policies]
+
+
+# A release's NetworkPolicies: `<release>-<purpose>`.
+POLICY_PURPOSES = ("default-deny", "allow-http")
+
+
+def _policy_name(release: str, purpose: str) -> str:
+    return f"{release}-{purpose}"
+
+
 def namespace(release: Release, revision: Revision) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -101,7 +127,15 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(release, revision, release.name),
+        "metadata": {
+            **_metadata(release, revision, release.name),
+            # What runs and which spec chose it: two operators at once agree on both.
+            "labels": {
+                **labels(release, revision),
+                SNAPSHOT_LABEL: snapshot.fingerprint,
+                GENERATION_LABEL: str(release.generation),
+            },
+        },
         "spec": {
             "replicas": release.replicas,
             "selector": {"matchLabels": selector(release)},
@@ -180,7 +214,7 @@ def network_policies(release: Release) -> list[dict[str, Any]]:
     deny = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(f"{release.name}-default-deny"),
+        "metadata": metadata(_policy_name(release.name, "default-deny")),
         "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
     }
     allow_spec: dict[str, Any] = {
@@ -198,7 +232,7 @@ def network_policies(release: Release) -> list[dict[str, Any]]:
     allow = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(f"{release.name}-allow-http"),
+        "metadata": metadata(_policy_name(release.name, "allow-http")),
         "spec": allow_spec,
     }
     return [deny, allow]

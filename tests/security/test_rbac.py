@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tests.support import LiveCluster
+from testapp_dev import LiveCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -15,7 +15,7 @@ from testapp_operator.revisions import (
     outcome_after,
     plan,
 )
-from testapp_operator.status import Rollout
+from testapp_operator.rollout import Rollout
 
 P, R, F, S = Outcome.PROGRESSING, Outcome.READY, Outcome.FAILED, Outcome.SUPERSEDED
 IMAGE = "registry.example.com/test-app"
@@ -423,3 +423,21 @@ def test_a_corrupt_controller_revision_names_the_field(mutate: Any, field: str) 
         Revision.from_controller_revision(obj)
 
     assert field in error.value.field
+
+
+def test_a_running_spec_without_its_record_is_recorded_under_the_number_it_runs_with() -> None:
+    rollout = replace(running(3), snapshot=snap("3").fingerprint)
+
+    result = plan(release("3"), history(R, R), rollout)
+
+    assert result.decision is Decision.CREATED
+    assert result.create == result.target == Revision(3, snap("3"), P)
+    assert result.deploy is False
+
+
+def test_a_deployment_running_another_snapshot_is_not_taken_as_the_specs_record() -> None:
+    rollout = replace(running(3), snapshot=snap("9").fingerprint)
+
+    result = plan(release("3"), history(R, R), rollout)
+
+    assert result.create.number == 4

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from testapp_operator.release import Release
 from testapp_operator.revisions import Outcome, Revision, plan
-from testapp_operator.status import Rollout, compute_status, observe_deployment
+from testapp_operator.rollout import Rollout, observe_deployment
+from testapp_operator.status import compute_status
 
 P, R, F, S = Outcome.PROGRESSING, Outcome.READY, Outcome.FAILED, Outcome.SUPERSEDED
 IMAGE = "registry.example.com/test-app"
