@@ -19,6 +19,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -259,16 +260,20 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
 
 
 def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """Free loopback ports below the kernel's ephemeral range: a component restarted on its port
+    (the chaos tests) must not find it taken by some client connection's source port."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports: list[int] = []
+    for port in random.sample(range(10_000, low), k=low - 10_000):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free ports between 10000 and {low}")
 
 
 def component_args(component: str, state: Path, ports: Ports) -> list[str]:
