@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -43,6 +44,17 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+@dataclass
+class Shell:
+    """What every handler shares. Kopf hands each object a shallow copy of the startup memo, so
+    the reconciler and its queue hang off this one object, made at startup: one queue for every
+    release (one reconcile of a release at a time, one bound), one cache of our writes."""
+
+    kube: Kube
+    reconciler: Reconciler | None = None
+    queue: WorkQueue | None = None
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Should Kopf ever store state, it goes under our own prefix, not kopf.zalando.org.
@@ -59,12 +71,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # A replica that dies without saying goodbye is replaced after this many seconds.
     settings.peering.lifetime = 15
     # The API client does discovery on creation: keep that I/O off the event loop.
-    memo.kube = await asyncio.to_thread(Kube)
+    memo.shell = Shell(await asyncio.to_thread(Kube))
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    memo.kube.close()
+    memo.shell.kube.close()
 
 
 def kept(body: kopf.Body) -> str:
@@ -106,7 +118,8 @@ async def controllerrevisions(labels: kopf.Labels, body: kopf.Body, **_: Any) ->
 def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, WorkQueue]:
     """The reconciler and its queue, made on the first event: they read the indexes Kopf passes
     to every handler (the same objects on every call)."""
-    if "queue" not in memo:
+    shell: Shell = memo.shell
+    if shell.reconciler is None or shell.queue is None:
 
         def one(index: kopf.Index) -> Any:
             def lookup(key: str) -> dict[str, Any] | None:
@@ -125,11 +138,11 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, W
             },
             revisions=lambda key: [json.loads(text) for text in revisions.get(key, ())],
         )
-        memo.reconciler = Reconciler(memo.kube, world, EventRecorder(memo.kube.event))
+        shell.reconciler = Reconciler(shell.kube, world, EventRecorder(shell.kube.event))
         # As many reconciles at once as the API client has threads.
-        memo.queue = WorkQueue(memo.reconciler.reconcile, limit=memo.kube.threads)
-        metrics.track_phases(memo.reconciler.phases)
-    return memo.reconciler, memo.queue
+        shell.queue = WorkQueue(shell.reconciler.reconcile, limit=shell.kube.threads)
+        metrics.track_phases(shell.reconciler.phases)
+    return shell.reconciler, shell.queue
 
 
 INDEXES = ("releases", "namespaces", "deployments", "services", "controllerrevisions")
