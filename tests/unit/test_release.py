@@ -21,7 +21,10 @@ from testapp_operator.release import (
     Snapshot,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+CRD = Path(__file__).resolve().parents[2] / "crds" / "testapp.dev_testappreleases.yaml"
+# The operator image's test stage copies operator/ and tests/unit/ only; the repository's run
+# checks these.
+needs_the_crd = pytest.mark.skipif(not CRD.exists(), reason="no crds/ in the image build")
 
 
 def body(**spec: Any) -> dict[str, Any]:
@@ -303,11 +306,12 @@ def test_a_revision_stored_before_digests_existed_reads_back_equal() -> None:
 
 
 def spec_schema() -> dict[str, Any]:
-    crd = yaml.safe_load((REPO / "crds" / "testapp.dev_testappreleases.yaml").read_text())
+    crd = yaml.safe_load(CRD.read_text())
     (version,) = crd["spec"]["versions"]
     return version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
 
 
+@needs_the_crd
 def test_the_digest_pattern_is_the_crds() -> None:
     declared = spec_schema()["digest"]
 
@@ -355,6 +359,7 @@ def test_an_ingress_peer_keeps_which_selectors_it_has() -> None:
     assert peer == Peer(namespace_labels=None, pod_labels=())
 
 
+@needs_the_crd
 def test_the_ingress_default_is_the_crds() -> None:
     declared = spec_schema()["ingressFrom"]
 
