@@ -7,9 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLUSTER := $(BIN)/python hack/cluster/localcluster.py
 TOOLCHAIN := $(PYTHON) hack/containers/toolchain.py
-# podman and buildah read the project's settings (runc, ulimits, no search registries), never /etc's.
+# podman and buildah read the project's settings (runc, ulimits, no registry to pull from), never /etc's.
 export CONTAINERS_CONF ?= $(CURDIR)/hack/containers/containers.conf
-export CONTAINERS_REGISTRIES_CONF ?= $(CURDIR)/hack/containers/registries.conf
+ifndef CONTAINERS_REGISTRIES_CONF
+export CONTAINERS_REGISTRIES_CONF := $(shell $(TOOLCHAIN) registries-conf)
+endif
 
 .PHONY: help
 help: ## List the targets

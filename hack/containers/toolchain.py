@@ -1,12 +1,13 @@
 """The container toolchain this project builds and runs its images with, when no Docker engine
 is there: podman, buildah and runc from Debian, and a local Python base image.
 
-    python hack/containers/toolchain.py install|base-image|base-image-name|env
+    python hack/containers/toolchain.py install|base-image|base-image-name|registries-conf|env
 
 `install` installs the Debian packages that are missing. `base-image` builds the local base
 image if this machine has none for the current recipe, and prints its name.
 `base-image-name` only prints the name (it is derived from the recipe, so it is known before the
-image exists). `env` prints the exports that select the project's podman configuration.
+image exists). `registries-conf` writes the registries.conf podman uses and prints its path.
+`env` prints the exports that select the project's podman configuration.
 
 The base image stands in for the Dockerfiles' upstream default (python:3.11-slim-bookworm): the
 same Debian release and Python minor version, made with mmdebstrap from the Debian mirror this
@@ -26,11 +27,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CONTAINERS_CONF = HERE / "containers.conf"
 REGISTRIES_CONF = HERE / "registries.conf"
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "testapp"
+# The machine's own registry configuration; podman reads the drop-in directories whatever
+# CONTAINERS_REGISTRIES_CONF says, and their short-name aliases point at upstream registries.
+MACHINE_REGISTRIES = [
+    Path("/etc/containers/registries.conf"),
+    Path("/etc/containers/registries.conf.d"),
+    Path.home() / ".config/containers/registries.conf.d",
+]
 
 # Debian packages, and a command each installs (checked to decide whether to install).
 PACKAGES = {
@@ -70,8 +80,46 @@ def podman_env() -> dict[str, str]:
     """The environment that selects the project's podman configuration (never /etc's)."""
     return {
         "CONTAINERS_CONF": str(CONTAINERS_CONF),
-        "CONTAINERS_REGISTRIES_CONF": str(REGISTRIES_CONF),
+        "CONTAINERS_REGISTRIES_CONF": str(registries_conf()),
     }
+
+
+def machine_registries() -> set[str]:
+    """Every registry the machine's podman configuration names: search registries, alias
+    targets and [[registry]] entries."""
+    files: list[Path] = []
+    for location in MACHINE_REGISTRIES:
+        files += sorted(location.glob("*.conf")) if location.is_dir() else [location]
+    hosts: set[str] = set()
+    for path in files:
+        try:
+            config = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        hosts.update(config.get("unqualified-search-registries", []))
+        hosts.update(target.split("/")[0] for target in config.get("aliases", {}).values())
+        for registry in config.get("registry", []):
+            hosts.add((registry.get("prefix") or registry.get("location", "")).split("/")[0])
+    return {host for host in hosts if host and not host.startswith(("localhost", "127."))}
+
+
+def registries_conf() -> Path:
+    """The project's registries.conf, with every registry the machine's configuration names
+    blocked, so that a short name resolved through the machine's aliases fails at once rather
+    than being pulled from outside. Written to the cache (it depends on the machine) when its
+    content changes; returns its path."""
+    blocked = "".join(
+        f'\n[[registry]]\nlocation = "{host}"\nblocked = true\n'
+        for host in sorted(machine_registries())
+    )
+    content = REGISTRIES_CONF.read_text() + blocked
+    target = CACHE_DIR / "containers" / "registries.conf"
+    if not target.exists() or target.read_text() != content:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}")
+        partial.write_text(content)
+        partial.rename(target)
+    return target
 
 
 # --- packages -----------------------------------------------------------------------------------
@@ -186,7 +234,10 @@ def build_base_image(log=print) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["install", "base-image", "base-image-name", "env"])
+    parser.add_argument(
+        "command",
+        choices=["install", "base-image", "base-image-name", "registries-conf", "env"],
+    )
     args = parser.parse_args(argv)
     # Progress goes to stderr: stdout carries only what the command prints for its caller.
     progress = lambda line: print(line, file=sys.stderr)  # noqa: E731
@@ -198,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             print(build_base_image(progress))
         elif args.command == "base-image-name":
             print(base_image_name())
+        elif args.command == "registries-conf":
+            print(registries_conf())
         elif args.command == "env":
             for key, value in podman_env().items():
                 print(f"export {key}={value}")
