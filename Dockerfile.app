@@ -31,6 +31,13 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG GIT_SHA=unknown
 ARG APP_VERSION=0.0.0-dev
 ARG SOURCE_URL=""
+COPY --from=deps /opt/venv /opt/venv
+WORKDIR /app
+COPY --from=test /src/app/app.py /src/app/accesslog.py /src/app/lifecycle.py /src/app/gunicorn.conf.py ./
+# Bytecode now: the root filesystem is read-only at run time. Being a RUN after the ARGs, it also
+# keys the layers below on the build args for builders that key only RUN on them (buildah 1.28
+# would otherwise reuse the labels and environment of another commit's build).
+RUN ["python", "-m", "compileall", "-q", "/app"]
 LABEL org.opencontainers.image.title="test-app" \
       org.opencontainers.image.description="The hug web service released by testapp-operator" \
       org.opencontainers.image.revision="${GIT_SHA}" \
@@ -44,9 +51,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     APP_NAME=test-app \
     APP_ENV=dev \
     BIND=0.0.0.0:8000
-COPY --from=deps /opt/venv /opt/venv
-WORKDIR /app
-COPY --from=test /src/app/app.py /src/app/accesslog.py /src/app/lifecycle.py /src/app/gunicorn.conf.py ./
 # A numeric UID (not a name) so Kubernetes' runAsNonRoot can verify it; it owns no file here.
 USER 10001:10001
 EXPOSE 8000

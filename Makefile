@@ -43,8 +43,8 @@ test-chaos: venv ## Only the reliability and security suites (crash storm, API s
 	$(BIN)/pytest tests/chaos tests/security
 
 .PHONY: test-unit
-test-unit: venv ## Only the tests that need no cluster
-	$(BIN)/pytest -m 'not cluster'
+test-unit: venv ## Only the tests that need no cluster and build no image
+	$(BIN)/pytest -m 'not cluster and not images'
 
 .PHONY: bench
 bench: bench-app bench-operator ## Run every benchmark (loopback only, bounded durations)
