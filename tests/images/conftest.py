@@ -7,6 +7,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ class Images:
     operator: str
     git_sha: str
     app_version: str
+    tree: Path  # the clean copy they were built from
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +40,7 @@ def images(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         operator=f"{repository}/testapp-operator:{git_sha}",
         git_sha=git_sha,
         app_version="1.4.0-pytest",
+        tree=tree,
     )
     result = subprocess.run(
         [
