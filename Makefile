@@ -47,11 +47,15 @@ test-unit: venv ## Only the tests that need no cluster and build no image
 	$(BIN)/pytest -m 'not cluster and not images'
 
 .PHONY: bench
-bench: bench-app bench-operator ## Run every benchmark (loopback only, bounded durations)
+bench: bench-app bench-operator bench-images ## Run every benchmark (loopback only, bounded durations)
 
 .PHONY: bench-operator
 bench-operator: venv ## The operator on the local control plane: change latency, 300 releases, writes, idle, RSS -> bench/results.json
 	$(BIN)/python bench/operator_bench.py --out bench/results.json --app bench/app.json
+
+.PHONY: bench-images
+bench-images: venv ## Both images with podman: cold build, rebuild after a code change, sizes, app start to /readyz -> bench/images.json
+	$(BIN)/python bench/images_bench.py --out bench/images.json
 
 .PHONY: bench-app
 bench-app: venv ## test-app (hug) vs bare falcon under the same gunicorn, with wrk -> bench/app.json
