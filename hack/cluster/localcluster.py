@@ -199,8 +199,7 @@ def start_registry(
 
 
 def ensure_registry(state: Path = STATE_DIR, log: Callable[[str], None] = print) -> str:
-    """The running cluster's registry address, starting the registry if the cluster has none
-    (a cluster started before the registry existed). Idempotent."""
+    """The running cluster's registry address, starting the registry if it has none. Idempotent."""
     cluster = read_state(state)
     if cluster is None or not is_healthy(cluster):
         raise ClusterError("the local control plane is not running (make cluster-up)")
@@ -595,6 +594,7 @@ def up(
     """Start the cluster, or return the running one. Idempotent."""
     running = read_state(state)
     if running and is_healthy(running):
+        ensure_registry(state, log)  # a cluster started before the registry came with it
         return running
     if running:
         down(state)
