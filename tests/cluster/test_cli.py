@@ -94,7 +94,7 @@ def release(cluster: LiveCluster, name: str) -> dict[str, Any]:
 
 
 def deployed_history(testapp: Plugin, name: str) -> list[dict[str, Any]]:
-    return json.loads(testapp.ok("history", name, "-o", "json").stdout)
+    return json.loads(testapp.ok("history", name, "-o", "json").stdout)["revisions"]
 
 
 # --- without the operator: naming, errors and the deploy patch --------------------------------
@@ -104,7 +104,7 @@ def test_an_unknown_environment_fails_naming_the_release(testapp: Plugin) -> Non
     env = f"nope{uuid.uuid4().hex[:6]}"
     for args in (("history", env), ("deploy", env, "--tag", "v1"), ("rollback", env)):
         result = testapp(*args)
-        assert result.returncode == 1, args
+        assert result.returncode == 4, args
         assert f"error: testapprelease test-app-{env} not found" in result.stderr
 
 
@@ -120,7 +120,7 @@ def test_deploy_sets_tag_clears_the_pin_and_records_the_cause_in_one_write(
     assert body["metadata"]["generation"] == generation + 1
     assert (body["spec"]["tag"], body["spec"]["image"]) == ("v2", "example/other")
     assert "revision" not in body["spec"]
-    assert body["metadata"]["annotations"][CHANGE_CAUSE] == ("kubectl-testapp deploy by tester")
+    assert body["metadata"]["annotations"][CHANGE_CAUSE] == ("kubectl-testapp deploy v2 by tester")
     assert "not waiting" in result.stdout
 
 
@@ -129,7 +129,7 @@ def test_an_invalid_tag_is_rejected_with_the_server_message(
 ) -> None:
     name = new_release()
     result = testapp("deploy", name, "--tag", "not a tag", "--no-wait")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"testapprelease {name}: rejected:" in result.stderr
     assert "spec.tag" in result.stderr
 
@@ -180,14 +180,14 @@ def test_deploy_of_a_tag_that_never_gets_ready_exits_1_with_the_condition_messag
     assert (newest["revision"], newest["tag"], newest["outcome"]) == (2, "broken-1", "Failed")
 
 
-def test_deploy_that_outlasts_its_timeout_exits_1_with_the_last_phase(
+def test_deploy_that_outlasts_its_timeout_exits_3_with_the_last_phase(
     testapp: Plugin, deployed: Callable[..., str]
 ) -> None:
     name = deployed("v1")
 
-    result = testapp("deploy", name, "--tag", "broken-2", "--timeout", "3")
+    result = testapp("deploy", name, "--tag", "broken-2", "--timeout", "3s")
 
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert f"error: testapprelease {name}: timed out after 3s; last seen: " in result.stderr
     assert "Progressing" in result.stderr
 
@@ -216,14 +216,14 @@ def test_rollback_to_revision_pins_that_revision(
     assert release(cluster, name)["status"]["revision"] == 1
 
 
-def test_rollback_to_a_revision_not_in_history_exits_1_listing_the_revisions(
+def test_rollback_to_a_revision_not_in_history_exits_4_listing_the_revisions(
     cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
 ) -> None:
     name = deployed("v1", "v2")
 
     result = testapp("rollback", name, "--to-revision", "9")
 
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert result.stderr.strip() == (
         f"error: testapprelease {name} has no revision 9 in its history "
         "(revisions: 2 (Ready), 1 (Ready))"
@@ -231,15 +231,15 @@ def test_rollback_to_a_revision_not_in_history_exits_1_listing_the_revisions(
     assert "revision" not in release(cluster, name)["spec"]
 
 
-def test_rollback_with_nothing_to_go_back_to_exits_1(
+def test_rollback_with_nothing_to_go_back_to_exits_4(
     testapp: Plugin, deployed: Callable[..., str]
 ) -> None:
     name = deployed("v1")
 
     result = testapp("rollback", name)
 
-    assert result.returncode == 1
-    assert f"testapprelease {name} has no Ready revision other than" in result.stderr
+    assert result.returncode == 4
+    assert f"testapprelease {name} has no Ready revision older than" in result.stderr
 
 
 def test_unpin_goes_back_to_the_latest_revision(
@@ -320,7 +320,7 @@ def test_diff_with_a_missing_revision_exits_1_listing_what_exists(
 
     result = testapp("diff", name, "1", "9")
 
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert f"testapprelease {name} has no revision 9" in result.stderr
     assert "revisions: 1, 2" in result.stderr
 
