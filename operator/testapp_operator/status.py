@@ -198,6 +198,7 @@ def compute_status(
     if target is not None:
         status["revision"] = target.number
         status["image"] = target.snapshot.image_ref
+        status["tag"] = target.snapshot.tag
     return status
 
 

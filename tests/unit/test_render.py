@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import kubernetes_validate
@@ -89,6 +90,17 @@ def test_the_pod_template_says_which_revision_it_runs() -> None:
     template = render.deployment(RELEASE, REVISION)["spec"]["template"]
 
     assert template["metadata"]["annotations"] == {"testapp.dev/revision": "5"}
+
+
+def test_a_restart_changes_the_pod_template_but_not_the_revision() -> None:
+    restarted = replace(RELEASE, restart_at="2025-06-01T12:00:00Z")
+
+    template = render.deployment(restarted, REVISION)["spec"]["template"]
+
+    assert template["metadata"]["annotations"] == {
+        "testapp.dev/revision": "5",
+        "testapp.dev/restarted-at": "2025-06-01T12:00:00Z",
+    }
 
 
 def test_a_pinned_revision_decides_image_labels_and_resources_but_not_replicas() -> None:
