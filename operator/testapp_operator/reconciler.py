@@ -19,6 +19,7 @@ from typing import Any
 
 from testapp_operator import OUTCOME_ANNOTATION, RELEASE_LABEL, render
 from testapp_operator import metrics as m
+from testapp_operator.deploylog import log_after
 from testapp_operator.drift import compact, needs_apply
 from testapp_operator.kube import ApiException, Body, Kube
 from testapp_operator.release import Release, ReleaseError, Snapshot
@@ -217,14 +218,16 @@ class Reconciler:
         await self._announce(body, release, decided, new_generation)
 
         rollout = observe_deployment(self._fresh("Deployment", name, self.world.deployment(name)))
+        now = datetime.now(UTC)
         new_status = compute_status(
             release,
             decided,
             rollout,
             revisions,
             status.get("conditions") or [],
-            datetime.now(UTC),
+            now,
         )
+        new_status["deployments"] = log_after(body, decided, rollout, now)
         if _differs(new_status, status):
             wait = self._progress_wait(name, new_status, status)
             if wait > 0:
