@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -24,6 +26,39 @@ ROLLBACKS = Counter(
 DRIFT_CORRECTIONS = Counter(
     "testapp_drift_corrections", "Reconciles that restored a changed or deleted child object."
 )
+
+
+RELEASE_INFO = Gauge(
+    "testapp_release_info",
+    "What runs in each release this replica reconciles (always 1; the labels are the facts).",
+    ["release", "env", "tag", "revision", "phase", "pinned"],
+)
+BUILD_INFO = Gauge("testapp_build_info", "The operator's build (always 1).", ["version", "python"])
+
+
+def _version() -> str:
+    try:
+        return version("testapp-operator")
+    except PackageNotFoundError:  # the image runs the package from /app, not installed
+        return "unknown"
+
+
+BUILD_INFO.labels(version=_version(), python=platform.python_version()).set(1)
+
+
+INFO_LABELS = ("env", "tag", "revision", "phase", "pinned")
+
+
+def publish_release(
+    name: str, before: Mapping[str, str] | None, after: Mapping[str, str] | None
+) -> None:
+    """Move the release's testapp_release_info series from the `before` facts to `after` (None:
+    none). A standby replica reconciles nothing and so exports no series, which no alert takes
+    for a zero; the series is replaced in place, never cleared, so no scrape misses it."""
+    if before is not None and before != after:
+        RELEASE_INFO.remove(name, *(before[label] for label in INFO_LABELS))
+    if after is not None:
+        RELEASE_INFO.labels(name, *(after[label] for label in INFO_LABELS)).set(1)
 
 
 def publish_phases(phases: Mapping[str, str]) -> None:

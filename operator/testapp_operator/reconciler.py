@@ -65,6 +65,7 @@ class Reconciler:
     # Bodies returned by our own writes: fresher than the watch until the watch catches up.
     _written: dict[tuple[str, str], Body] = field(default_factory=dict)
     _phases: dict[str, str] = field(default_factory=dict)
+    _running: dict[str, dict[str, str]] = field(default_factory=dict)  # testapp_release_info
     _held_back: dict[str, Snapshot | None] = field(default_factory=dict)
     _status_written: dict[str, float] = field(default_factory=dict)
     # Events are telemetry: recorded in the background, off the path to the Deployment.
@@ -93,6 +94,7 @@ class Reconciler:
         self._failures.pop(name, None)
         self._locks.pop(name, None)
         self._phases.pop(name, None)
+        m.publish_release(name, self._running.pop(name, None), None)
         self._held_back.pop(name, None)
         self._status_written.pop(name, None)
         m.publish_phases(self._phases)
@@ -238,6 +240,15 @@ class Reconciler:
                 self._status_written[name] = time.monotonic()
         self._phases[name] = new_status["phase"]
         m.publish_phases(self._phases)
+        running = {
+            "env": release.env,
+            "tag": new_status.get("tag", ""),
+            "revision": str(new_status.get("revision", "")),
+            "phase": new_status["phase"],
+            "pinned": str(new_status["pinned"]).lower(),
+        }
+        m.publish_release(name, self._running.get(name), running)
+        self._running[name] = running
 
     def _progress_wait(self, name: str, new: Mapping[str, Any], old: Mapping[str, Any]) -> float:
         """Seconds to hold back a status write that only reports progress (0: write now)."""
