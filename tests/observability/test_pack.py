@@ -63,7 +63,7 @@ def test_no_rule_fires_on_the_standby_replicas_zeros(expr: str) -> None:
     parsed = promql_parser.parse(expr)
     assert isinstance(parsed, promql_parser.BinaryExpr)
     assert isinstance(parsed.lhs, promql_parser.AggregateExpr)
-    zero_fires = {">": 0 > parsed.rhs.val, "==": parsed.rhs.val == 0, ">=": parsed.rhs.val <= 0}
+    zero_fires = {">": parsed.rhs.val < 0, "==": parsed.rhs.val == 0, ">=": parsed.rhs.val <= 0}
     assert zero_fires[str(parsed.op).strip()] is False
     assert "absent" not in expr
 
