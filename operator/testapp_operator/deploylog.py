@@ -36,7 +36,7 @@ from testapp_operator import (
     FIELD_MANAGER,
     PROMOTED_FROM_ANNOTATION,
 )
-from testapp_operator.revisions import Decision, Plan, Revision
+from testapp_operator.revisions import Decision, Outcome, Plan, Revision
 from testapp_operator.status import Rollout
 
 LIMIT = 50
@@ -125,6 +125,7 @@ def log_after(
         request_of(body),
         was_pinned=bool(status.get("pinned")),
         now=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        failed=frozenset(n for n, outcome in plan.outcomes if outcome is Outcome.FAILED),
     )
     return [entry.to_data() for entry in entries]
 
@@ -169,10 +170,13 @@ def next_log(
     request: Request,
     was_pinned: bool,
     now: str,
+    failed: frozenset[int] = frozenset(),
 ) -> tuple[Entry, ...]:
     """The log after this reconcile: a new entry when what runs changed (a new target, or a
     restart asked for and not yet carried out), then the newest entry's outcome brought up to
-    date. `outcome` is what the rollout of `target` says (Progressing, Ready or Failed)."""
+    date. `outcome` is what the rollout of `target` says (Progressing, Ready or Failed);
+    `failed`, the revisions this reconcile found Failed (a rollout replaced because it failed
+    is Failed, not Superseded)."""
     entries = list(log)
     if target is None:
         return tuple(entries[:LIMIT])
@@ -183,7 +187,8 @@ def next_log(
         new = _entry(Action.RESTART, target, request, now)
     if new is not None:
         if entries and entries[0].outcome == PROGRESSING:
-            entries[0] = replace(entries[0], outcome=SUPERSEDED)
+            ended = FAILED if entries[0].revision in failed else SUPERSEDED
+            entries[0] = replace(entries[0], outcome=ended)
         entries.insert(0, new)
     if entries[0].outcome == PROGRESSING:
         entries[0] = replace(entries[0], outcome=outcome)

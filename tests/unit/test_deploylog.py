@@ -100,6 +100,17 @@ def test_a_replaced_rollout_still_in_progress_is_superseded() -> None:
     assert [(e.revision, e.outcome) for e in after] == [(2, "Progressing"), (1, "Superseded")]
 
 
+def test_a_rollout_replaced_because_it_failed_is_failed_not_superseded() -> None:
+    log = (Entry(NOW, Action.DEPLOY, 2, "v2", "r/app", outcome="Progressing"),)
+    after = next_log(
+        log, Decision.ROLLED_BACK, revision(1), "Progressing", ALICE, False, NOW, frozenset({2})
+    )
+    assert [(e.action, e.outcome) for e in after] == [
+        (Action.AUTO_ROLLBACK, "Progressing"),
+        (Action.DEPLOY, "Failed"),
+    ]
+
+
 def test_a_restart_is_an_entry_once_per_request_and_makes_no_revision() -> None:
     restart = Request(by="carol", restart_at="2025-06-01T11:59:00Z")
     log = next_log([entry(1)], Decision.UNCHANGED, revision(1), "Progressing", restart, False, NOW)
