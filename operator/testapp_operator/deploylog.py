@@ -202,8 +202,8 @@ def _action(decision: Decision, request: Request, was_pinned: bool) -> Action:
         return Action.ROLLBACK
     if decision is Decision.RETRIED:
         return Action.RETRY
-    if decision is Decision.ROLLED_FORWARD and was_pinned:
-        return Action.UNPIN
+    if decision in (Decision.ROLLED_FORWARD, Decision.CREATED) and was_pinned:
+        return Action.UNPIN  # back to the latest, or to a spec the pin held back
     if decision is Decision.CREATED and request.promoted_from:
         return Action.PROMOTE
     return Action.DEPLOY

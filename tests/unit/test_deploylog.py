@@ -68,6 +68,7 @@ def test_each_kind_of_change_is_named() -> None:
         (Decision.PINNED, Request(), False, Action.ROLLBACK),
         (Decision.ROLLED_FORWARD, Request(), True, Action.UNPIN),
         (Decision.ROLLED_FORWARD, Request(), False, Action.DEPLOY),
+        (Decision.CREATED, Request(), True, Action.UNPIN),
         (Decision.ROLLED_BACK, Request(), False, Action.AUTO_ROLLBACK),
         (Decision.RETRIED, Request(), False, Action.RETRY),
     ]

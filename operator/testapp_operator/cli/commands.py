@@ -164,7 +164,9 @@ def cmd_status(kube: ReleaseClient, args: argparse.Namespace) -> int:
         name = decide.release_name(args.env)
         body = kube.get_release(name)
         if args.wait:
-            return _wait(kube, name, Goal(body["metadata"]["generation"]), args.timeout)
+            pin = (body.get("spec") or {}).get("revision")
+            goal = Goal(body["metadata"]["generation"], revision=pin)
+            return _wait(kube, name, goal, args.timeout)
         read = lambda: [kube.get_release(name)]  # noqa: E731
     else:
         if args.wait:
