@@ -31,3 +31,8 @@ OUTCOME_ANNOTATION = f"{GROUP}/outcome"
 REVISION_ANNOTATION = f"{GROUP}/revision"
 # ... and the spec.restartAt it last restarted for.
 RESTARTED_AT_ANNOTATION = f"{GROUP}/restarted-at"
+# On the Deployment: the fingerprint of the snapshot it runs, and the release generation it was
+# last written for (docs/design.md, Two operators at once). Labels, not annotations: a
+# Deployment's generation moves with its annotations, and the status would report a rollout.
+SNAPSHOT_LABEL = f"{GROUP}/snapshot"
+GENERATION_LABEL = f"{GROUP}/generation"

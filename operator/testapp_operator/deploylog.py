@@ -37,7 +37,7 @@ from testapp_operator import (
     PROMOTED_FROM_ANNOTATION,
 )
 from testapp_operator.revisions import Decision, Outcome, Plan, Revision
-from testapp_operator.status import Rollout
+from testapp_operator.rollout import Rollout
 
 LIMIT = 50
 FIELD_LIMIT = 256
@@ -218,7 +218,7 @@ def _entry(action: Action, target: Revision, request: Request, now: str) -> Entr
         revision=target.number,
         tag=snapshot.tag,
         image=snapshot.image,
-        digest=getattr(snapshot, "digest", "") or "",
+        digest=snapshot.digest or "",
         by=_bounded(FIELD_MANAGER if automatic else request.by),
         client="" if automatic else _bounded(request.client),
         cause=_bounded(_automatic_cause(target) if automatic else request.cause),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-PHASES = ("Progressing", "Ready", "Degraded", "Paused")
+from testapp_operator.status import PHASES
 
 RECONCILES = Counter(
     "testapp_reconciles", "Reconciles of TestAppReleases, by result (ok or error).", ["result"]
@@ -28,12 +31,9 @@ DRIFT_CORRECTIONS = Counter(
 )
 
 
-RELEASE_INFO = Gauge(
-    "testapp_release_info",
-    "What runs in each release this replica reconciles (always 1; the labels are the facts).",
-    ["release", "env", "tag", "revision", "phase", "pinned"],
-)
 BUILD_INFO = Gauge("testapp_build_info", "The operator's build (always 1).", ["version", "python"])
+INFO_LABELS = ("env", "tag", "revision", "phase", "pinned")
+Facts = Mapping[str, str]
 
 
 def _version() -> str:
@@ -46,25 +46,65 @@ def _version() -> str:
 BUILD_INFO.labels(version=_version(), python=platform.python_version()).set(1)
 
 
-INFO_LABELS = ("env", "tag", "revision", "phase", "pinned")
+class ReleaseInfo(Collector):
+    """testapp_release_info: one series per release this replica reconciles, read at scrape
+    time. A standby replica reconciles nothing and so exports none, which no alert takes for a
+    zero."""
+
+    def __init__(self) -> None:
+        self.facts: Callable[[], Iterable[tuple[str, Facts]]] = lambda: ()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "testapp_release_info",
+            "What runs in each release (always 1; the labels are the facts).",
+            labels=["release", *INFO_LABELS],
+        )
+        for name, facts in self.facts():
+            family.add_metric([name, *(facts[label] for label in INFO_LABELS)], 1)
+        yield family
 
 
-def publish_release(
-    name: str, before: Mapping[str, str] | None, after: Mapping[str, str] | None
-) -> None:
-    """Move the release's testapp_release_info series from the `before` facts to `after` (None:
-    none). A standby replica reconciles nothing and so exports no series, which no alert takes
-    for a zero; the series is replaced in place, never cleared, so no scrape misses it."""
-    if before is not None and before != after:
-        RELEASE_INFO.remove(name, *(before[label] for label in INFO_LABELS))
-    if after is not None:
-        RELEASE_INFO.labels(name, *(after[label] for label in INFO_LABELS)).set(1)
+RELEASE_INFO = ReleaseInfo()
+REGISTRY.register(RELEASE_INFO)
 
 
-def publish_phases(phases: Mapping[str, str]) -> None:
-    """Set the per-phase gauge from each release's current phase."""
+def release_facts(body: Mapping[str, Any]) -> dict[str, str] | None:
+    """The labels of a release's testapp_release_info, from its status (None: nothing yet)."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if not status.get("phase"):
+        return None
+    return {
+        "env": str(spec.get("env", "")),
+        "tag": str(status.get("tag", "")),
+        "revision": str(status.get("revision", "")),
+        "phase": str(status["phase"]),
+        "pinned": str(bool(status.get("pinned"))).lower(),
+    }
+
+
+def track_releases(facts: Callable[[], Iterable[tuple[str, Facts]]]) -> None:
+    RELEASE_INFO.facts = facts
+
+
+def track_phases(phases: Callable[[], Iterable[str]]) -> None:
+    """The per-phase gauge, counted from every release's current phase at each scrape."""
     for name in PHASES:
-        RELEASES.labels(phase=name).set(sum(1 for p in phases.values() if p == name))
+        RELEASES.labels(phase=name).set_function(
+            lambda name=name: sum(1 for phase in phases() if phase == name)
+        )
+
+
+def count_event(reason: str) -> None:
+    """Decisions are counted as their events are recorded: one place says what happened."""
+    if reason == "RevisionCreated":
+        REVISIONS_CREATED.inc()
+    elif reason == "DriftCorrected":
+        DRIFT_CORRECTIONS.inc()
+    elif reason == "RolledBack":
+        ROLLBACKS.labels(kind="manual").inc()
+    elif reason == "AutoRolledBack":
+        ROLLBACKS.labels(kind="automatic").inc()
 
 
 def serve(port: int) -> None:

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from tests.support import LiveCluster, service_account_kubeconfig, wait_until
+from testapp_dev import LiveCluster, service_account_kubeconfig, wait_until
 
 pytestmark = pytest.mark.cluster
 

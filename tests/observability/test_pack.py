@@ -88,18 +88,29 @@ def test_the_component_builds() -> None:
     assert sorted(kinds) == ["ConfigMap", "PodMonitor", "PrometheusRule"]
 
 
-def test_release_info_moves_to_the_new_facts_in_place() -> None:
-    before = {"env": "dev", "tag": "v1", "revision": "1", "phase": "Ready", "pinned": "false"}
-    after = {**before, "tag": "v2", "revision": "2", "phase": "Progressing"}
-    metrics.publish_release("test-app-x", None, before)
-    metrics.publish_release("test-app-x", before, after)
+def test_release_info_is_read_from_the_releases_at_scrape_time() -> None:
+    body = {
+        "spec": {"env": "dev"},
+        "status": {"phase": "Ready", "tag": "v2", "revision": 2, "pinned": True},
+    }
+    facts = metrics.release_facts(body)
+    metrics.track_releases(lambda: [("test-app-dev", facts)])
 
     series = [
         sample.labels
         for family in REGISTRY.collect()
         if family.name == "testapp_release_info"
         for sample in family.samples
-        if sample.labels["release"] == "test-app-x"
     ]
-    metrics.publish_release("test-app-x", after, None)
-    assert series == [{"release": "test-app-x", **after}]
+    metrics.track_releases(lambda: ())
+    assert series == [
+        {
+            "release": "test-app-dev",
+            "env": "dev",
+            "tag": "v2",
+            "revision": "2",
+            "phase": "Ready",
+            "pinned": "true",
+        }
+    ]
+    assert metrics.release_facts({"spec": {"env": "dev"}}) is None  # no status yet: no series

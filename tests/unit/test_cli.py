@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
-from testapp_operator.cli import client, commands, decide, views
-from testapp_operator.cli.decide import CliError, Exit, Goal, State, Verdict
+from testapp_operator.cli import client, commands, core, views
+from testapp_operator.cli.core import CliError, Exit, Goal, State, Verdict
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -83,19 +83,19 @@ def release(
     [("dev", "test-app-dev"), ("prd", "test-app-prd"), ("test-app-stg", "test-app-stg")],
 )
 def test_an_env_or_a_full_name_names_the_release(given: str, name: str) -> None:
-    assert decide.release_name(given) == name
+    assert core.release_name(given) == name
 
 
 def test_env_of_strips_the_release_prefix() -> None:
-    assert decide.env_of("test-app-ppd") == "ppd"
+    assert core.env_of("test-app-ppd") == "ppd"
 
 
 def test_default_cause_outside_ci_names_the_user() -> None:
-    assert decide.default_cause({"USER": "alice"}, "v2") == "kubectl-testapp deploy v2 by alice"
+    assert core.default_cause({"USER": "alice"}, "v2") == "kubectl-testapp deploy v2 by alice"
 
 
 def test_default_cause_without_any_user_says_unknown() -> None:
-    assert decide.default_cause({}, "v2") == "kubectl-testapp deploy v2 by unknown"
+    assert core.default_cause({}, "v2") == "kubectl-testapp deploy v2 by unknown"
 
 
 def test_default_cause_in_gitlab_names_commit_user_and_pipeline() -> None:
@@ -106,44 +106,60 @@ def test_default_cause_in_gitlab_names_commit_user_and_pipeline() -> None:
         "CI_PIPELINE_URL": "https://gitlab.example/g/p/-/pipelines/42",
         "USER": "runner",
     }
-    assert decide.default_cause(environ, "v2") == (
+    assert core.default_cause(environ, "v2") == (
         "commit 1a2b3c4d by bob, pipeline https://gitlab.example/g/p/-/pipelines/42"
     )
 
 
 def test_default_cause_falls_back_to_the_full_sha_without_the_short_one() -> None:
-    assert decide.default_cause({"CI_COMMIT_SHA": "f" * 40}, "v2") == f"commit {'f' * 40}"
+    assert core.default_cause({"CI_COMMIT_SHA": "f" * 40}, "v2") == f"commit {'f' * 40}"
 
 
 def test_default_cause_in_a_gitlab_job_names_the_job_so_a_retried_job_differs() -> None:
     environ = {"CI_COMMIT_SHORT_SHA": "1a2b", "CI_JOB_URL": "https://ci/jobs/7"}
-    assert decide.default_cause(environ, "v2") == "commit 1a2b, job https://ci/jobs/7"
+    assert core.default_cause(environ, "v2") == "commit 1a2b, job https://ci/jobs/7"
 
 
 def test_default_cause_with_only_a_pipeline_url() -> None:
     assert (
-        decide.default_cause({"CI_PIPELINE_URL": "https://ci/1"}, "v2")
+        core.default_cause({"CI_PIPELINE_URL": "https://ci/1"}, "v2")
         == "deploy, pipeline https://ci/1"
     )
 
 
-def test_deploy_patch_sets_tag_clears_pin_and_records_cause_in_one_patch() -> None:
-    assert decide.deploy_patch("v4", "why") == {
+def test_deploy_patch_sets_tag_clears_pin_and_digest_and_records_cause_in_one_patch() -> None:
+    assert core.deploy_patch("v4", "why") == {
         "metadata": {"annotations": {"testapp.dev/change-cause": "why"}},
-        "spec": {"tag": "v4", "revision": None},
+        "spec": {"tag": "v4", "digest": None, "revision": None},
     }
 
 
 def test_deploy_patch_sets_the_image_only_when_given() -> None:
-    patch = decide.deploy_patch("v4", "why", image="other.local/test-app")
-    assert patch["spec"] == {"tag": "v4", "revision": None, "image": "other.local/test-app"}
+    patch = core.deploy_patch("v4", "why", image="other.local/test-app")
+    assert patch["spec"] == {
+        "tag": "v4",
+        "digest": None,
+        "revision": None,
+        "image": "other.local/test-app",
+    }
+
+
+def test_deploy_patch_records_the_digest_with_the_tag() -> None:
+    digest = "sha256:" + "e" * 64
+    assert core.deploy_patch("v4", "why", digest=digest)["spec"]["digest"] == digest
+
+
+def test_promote_carries_the_digest_that_ran() -> None:
+    digest = "sha256:" + "e" * 64
+    history = [entry(2, "v2", "Ready", digest=digest)]
+    assert core.promote_source(release(revision=2, history=history)).digest == digest
 
 
 def test_pin_patch_pins_and_unpins() -> None:
-    assert decide.pin_patch(2) == {"spec": {"revision": 2}}
-    assert decide.pin_patch(None) == {"spec": {"revision": None}}
+    assert core.pin_patch(2) == {"spec": {"revision": 2}}
+    assert core.pin_patch(None) == {"spec": {"revision": None}}
     # JSON null is what makes a merge patch delete the field.
-    assert json.dumps(decide.pin_patch(None)) == '{"spec": {"revision": null}}'
+    assert json.dumps(core.pin_patch(None)) == '{"spec": {"revision": null}}'
 
 
 @pytest.mark.parametrize(
@@ -156,7 +172,7 @@ def test_pin_patch_pins_and_unpins() -> None:
     ],
 )
 def test_split_image_tells_a_tag_from_a_registry_port(ref: str, split: tuple) -> None:
-    assert decide.split_image(ref) == split
+    assert core.split_image(ref) == split
 
 
 # --- rollback and promote choices ------------------------------------------------------------
@@ -164,20 +180,20 @@ def test_split_image_tells_a_tag_from_a_registry_port(ref: str, split: tuple) ->
 
 def test_rollback_picks_the_newest_ready_revision_older_than_the_running_one() -> None:
     history = [entry(5, "v5", "Ready"), entry(4, "v4", "Failed"), entry(3, "v3", "Ready")]
-    assert decide.rollback_target(release(revision=5, history=history)) == 3
+    assert core.rollback_target(release(revision=5, history=history)) == 3
 
 
 def test_a_second_rollback_goes_further_back_never_forward() -> None:
     history = [entry(5, "v5", "Ready"), entry(4, "v4", "Ready"), entry(3, "v3", "Ready")]
-    first = decide.rollback_target(release(revision=5, history=history))
-    second = decide.rollback_target(release(revision=first, history=history, pinned=True))
+    first = core.rollback_target(release(revision=5, history=history))
+    second = core.rollback_target(release(revision=first, history=history, pinned=True))
     assert (first, second) == (4, 3)
 
 
 def test_rollback_from_the_oldest_ready_revision_has_nowhere_to_go() -> None:
     history = [entry(5, "v5", "Ready"), entry(4, "v4", "Ready")]
     with pytest.raises(CliError) as raised:
-        decide.rollback_target(release(revision=4, history=history, pinned=True))
+        core.rollback_target(release(revision=4, history=history, pinned=True))
     assert raised.value.code is Exit.NOT_FOUND
     assert "older than the running revision 4" in str(raised.value)
 
@@ -189,24 +205,24 @@ def test_rollback_skips_failed_and_superseded_revisions() -> None:
         entry(4, "v4", "Failed"),
         entry(2, "v2", "Ready"),
     ]
-    assert decide.rollback_target(release(revision=6, history=history)) == 2
+    assert core.rollback_target(release(revision=6, history=history)) == 2
 
 
 def test_rollback_reads_history_by_revision_number_not_by_order() -> None:
     history = [entry(2, "v2", "Ready"), entry(4, "v4", "Ready"), entry(5, "v5", "Ready")]
-    assert decide.rollback_target(release(revision=5, history=history)) == 4
+    assert core.rollback_target(release(revision=5, history=history)) == 4
 
 
 def test_rollback_from_an_auto_rolled_back_release_goes_further_back() -> None:
     # Revision 5 failed and the operator runs 4 again: "rollback" means the one before 4.
     history = [entry(5, "v5", "Failed"), entry(4, "v4", "Ready"), entry(3, "v3", "Ready")]
-    assert decide.rollback_target(release(revision=4, history=history)) == 3
+    assert core.rollback_target(release(revision=4, history=history)) == 3
 
 
 def test_rollback_without_a_ready_alternative_names_the_release_and_history() -> None:
     history = [entry(2, "v2", "Ready"), entry(1, "v1", "Failed")]
     with pytest.raises(CliError) as raised:
-        decide.rollback_target(release("stg", revision=2, history=history))
+        core.rollback_target(release("stg", revision=2, history=history))
     message = str(raised.value)
     assert "testapprelease test-app-stg" in message
     assert "older than the running revision 2" in message
@@ -215,13 +231,13 @@ def test_rollback_without_a_ready_alternative_names_the_release_and_history() ->
 
 def test_rollback_to_a_revision_in_history_pins_it_whatever_its_outcome() -> None:
     history = [entry(3, "v3", "Ready"), entry(2, "v2", "Failed")]
-    assert decide.rollback_target(release(history=history), to_revision=2) == 2
+    assert core.rollback_target(release(history=history), to_revision=2) == 2
 
 
 def test_rollback_to_a_revision_not_in_history_lists_what_exists() -> None:
     history = [entry(3, "v3", "Ready"), entry(2, "v2", "Ready")]
     with pytest.raises(CliError) as raised:
-        decide.rollback_target(release(history=history), to_revision=9)
+        core.rollback_target(release(history=history), to_revision=9)
     assert str(raised.value) == (
         "testapprelease test-app-dev has no revision 9 in its history "
         "(revisions: 3 (Ready), 2 (Ready))"
@@ -230,32 +246,32 @@ def test_rollback_to_a_revision_not_in_history_lists_what_exists() -> None:
 
 def test_rollback_with_empty_history_says_none() -> None:
     with pytest.raises(CliError, match=r"revisions: none"):
-        decide.rollback_target(release(revision=None, history=[]))
+        core.rollback_target(release(revision=None, history=[]))
 
 
 def test_promote_takes_the_deployed_revision_not_spec_tag() -> None:
     # Pinned to 2 while spec.tag says v3: what runs is v2.
     history = [entry(3, "v3", "Superseded"), entry(2, "v2", "Ready")]
     body = release(revision=2, tag="v3", history=history, image="registry.local/test-app:v2")
-    assert decide.promote_source(body) == decide.Source(
+    assert core.promote_source(body) == core.Source(
         revision=2, image="registry.local/test-app", tag="v2"
     )
 
 
 def test_promote_strips_a_tag_from_the_history_image() -> None:
     history = [entry(3, "v3", "Ready", image="registry.local:5000/test-app:v3")]
-    assert decide.promote_source(release(history=history)).image == "registry.local:5000/test-app"
+    assert core.promote_source(release(history=history)).image == "registry.local:5000/test-app"
 
 
 def test_promote_refuses_a_revision_that_was_never_ready() -> None:
     history = [entry(3, "v3", "Progressing")]
     with pytest.raises(CliError, match=r"test-app-dev revision 3 is Progressing, not Ready"):
-        decide.promote_source(release(phase="Progressing", history=history))
+        core.promote_source(release(phase="Progressing", history=history))
 
 
 def test_promote_refuses_a_release_with_nothing_deployed() -> None:
     with pytest.raises(CliError, match=r"testapprelease test-app-dev has no deployed revision"):
-        decide.promote_source(release(revision=None, history=[]))
+        core.promote_source(release(revision=None, history=[]))
 
 
 # --- wait verdicts -------------------------------------------------------------------------
@@ -263,13 +279,13 @@ def test_promote_refuses_a_release_with_nothing_deployed() -> None:
 
 def test_a_write_not_yet_observed_waits_even_if_the_old_status_looks_final() -> None:
     body = release(generation=5, observed=4, phase="Degraded", tag="v4")
-    verdict = decide.judge(body, Goal(5, tag="v4"))
+    verdict = core.judge(body, Goal(5, tag="v4"))
     assert verdict == Verdict(State.WAITING, "waiting for the operator to observe generation 5")
 
 
 def test_deploy_succeeds_when_observed_ready_and_running_the_tag() -> None:
     body = release(generation=5, revision=4, tag="v4", history=[entry(4, "v4", "Ready")])
-    verdict = decide.judge(body, Goal(5, tag="v4"))
+    verdict = core.judge(body, Goal(5, tag="v4"))
     assert verdict == Verdict(
         State.SUCCEEDED, "revision 4 is Ready, image registry.local/test-app:v4"
     )
@@ -277,54 +293,52 @@ def test_deploy_succeeds_when_observed_ready_and_running_the_tag() -> None:
 
 def test_deploy_waits_while_ready_on_another_tag() -> None:
     body = release(generation=5, tag="v3")
-    assert decide.judge(body, Goal(5, tag="v4")).state is State.WAITING
+    assert core.judge(body, Goal(5, tag="v4")).state is State.WAITING
 
 
 def test_deploy_waits_while_progressing() -> None:
     body = release(generation=5, phase="Progressing", tag="v4")
-    assert decide.judge(body, Goal(5, tag="v4")).state is State.WAITING
+    assert core.judge(body, Goal(5, tag="v4")).state is State.WAITING
 
 
 def test_a_tag_match_needs_the_whole_tag() -> None:
     body = release(generation=5, tag="v14")
-    assert decide.judge(body, Goal(5, tag="4")).state is State.WAITING
+    assert core.judge(body, Goal(5, tag="4")).state is State.WAITING
 
 
 def test_degraded_phase_fails_with_the_ready_message() -> None:
     conditions = [condition("Ready", "False", "RolloutInProgress", "1 of 2 updated", 5)]
     body = release(generation=5, phase="Degraded", tag="v4", conditions=conditions)
-    assert decide.judge(body, Goal(5, tag="v4")) == Verdict(State.FAILED, "1 of 2 updated")
+    assert core.judge(body, Goal(5, tag="v4")) == Verdict(State.FAILED, "1 of 2 updated")
 
 
 def test_degraded_condition_fails_with_its_message() -> None:
     conditions = [condition("Degraded", "True", "RolledBack", "revision 4 failed, 3 runs", 5)]
     body = release(generation=5, phase="Degraded", conditions=conditions)
-    assert decide.judge(body, Goal(5, tag="v4")) == Verdict(
-        State.FAILED, "revision 4 failed, 3 runs"
-    )
+    assert core.judge(body, Goal(5, tag="v4")) == Verdict(State.FAILED, "revision 4 failed, 3 runs")
 
 
 def test_progress_deadline_on_the_ready_condition_fails() -> None:
     conditions = [condition("Ready", "False", "ProgressDeadlineExceeded", "deadline hit", 5)]
     body = release(generation=5, phase="Progressing", tag="v4", conditions=conditions)
-    assert decide.judge(body, Goal(5, tag="v4")) == Verdict(State.FAILED, "deadline hit")
+    assert core.judge(body, Goal(5, tag="v4")) == Verdict(State.FAILED, "deadline hit")
 
 
 def test_conditions_from_an_older_generation_do_not_fail_a_new_write() -> None:
     conditions = [condition("Degraded", "True", "RolledBack", "old failure", generation=4)]
     body = release(generation=5, phase="Progressing", tag="v4", conditions=conditions)
-    assert decide.judge(body, Goal(5, tag="v4")).state is State.WAITING
+    assert core.judge(body, Goal(5, tag="v4")).state is State.WAITING
 
 
 def test_a_missing_pinned_revision_fails() -> None:
     conditions = [condition("Pinned", "False", "RevisionNotFound", "no revision 9", 5)]
     body = release(generation=5, conditions=conditions)
-    assert decide.judge(body, Goal(5, revision=9)) == Verdict(State.FAILED, "no revision 9")
+    assert core.judge(body, Goal(5, revision=9)) == Verdict(State.FAILED, "no revision 9")
 
 
 def test_a_paused_release_fails_instead_of_waiting_forever() -> None:
     body = release(generation=5, phase="Paused", tag="v3")
-    verdict = decide.judge(body, Goal(5, tag="v4"))
+    verdict = core.judge(body, Goal(5, tag="v4"))
     assert verdict.state is State.FAILED
     assert "spec.paused" in verdict.message
 
@@ -332,7 +346,7 @@ def test_a_paused_release_fails_instead_of_waiting_forever() -> None:
 def test_a_failed_revision_of_the_tag_fails_even_when_the_old_one_is_ready() -> None:
     history = [entry(4, "v4", "Failed"), entry(3, "v3", "Ready")]
     body = release(generation=5, revision=3, tag="v3", history=history)
-    verdict = decide.judge(body, Goal(5, tag="v4"))
+    verdict = core.judge(body, Goal(5, tag="v4"))
     assert verdict == Verdict(
         State.FAILED,
         "revision 4 (tag v4) failed; running revision 3 (registry.local/test-app:v3)",
@@ -341,23 +355,23 @@ def test_a_failed_revision_of_the_tag_fails_even_when_the_old_one_is_ready() -> 
 
 def test_rollback_succeeds_when_the_pinned_revision_is_ready() -> None:
     body = release(generation=6, revision=2, tag="v2", pinned=True)
-    assert decide.judge(body, Goal(6, revision=2)).state is State.SUCCEEDED
+    assert core.judge(body, Goal(6, revision=2)).state is State.SUCCEEDED
 
 
 def test_rollback_waits_while_another_revision_runs() -> None:
     body = release(generation=6, revision=3, pinned=True)
-    assert decide.judge(body, Goal(6, revision=2)).state is State.WAITING
+    assert core.judge(body, Goal(6, revision=2)).state is State.WAITING
 
 
 def test_unpin_succeeds_once_ready_and_not_pinned() -> None:
-    assert decide.judge(release(generation=7), Goal(7)).state is State.SUCCEEDED
-    assert decide.judge(release(generation=7, pinned=True), Goal(7)).state is State.WAITING
+    assert core.judge(release(generation=7), Goal(7)).state is State.SUCCEEDED
+    assert core.judge(release(generation=7, pinned=True), Goal(7)).state is State.WAITING
 
 
 def test_progress_line_shows_phase_revision_replicas_image_and_message() -> None:
     conditions = [condition("Ready", "False", "RolloutInProgress", "deploying revision 4")]
     body = release(phase="Progressing", revision=4, tag="v4", conditions=conditions)
-    assert decide.progress_line(body) == (
+    assert core.progress_line(body) == (
         "phase Progressing, revision 4, ready 1/2, image registry.local/test-app:v4: "
         "deploying revision 4"
     )
@@ -365,7 +379,7 @@ def test_progress_line_shows_phase_revision_replicas_image_and_message() -> None
 
 def test_progress_line_of_a_release_without_status() -> None:
     body = {"metadata": {"name": "test-app-dev"}, "spec": {}}
-    assert decide.progress_line(body) == "phase -, revision -, ready 0/-, image -"
+    assert core.progress_line(body) == "phase -, revision -, ready 0/-, image -"
 
 
 class FakeClock:
@@ -391,7 +405,7 @@ def run_wait(bodies: list[Any], goal: Goal, timeout: float = 10) -> tuple[Verdic
             raise body
         return body
 
-    verdict = decide.wait_for(read, goal, timeout, lines.append, clock=clock, sleep=clock.sleep)
+    verdict = core.wait_for(read, goal, timeout, lines.append, clock=clock, sleep=clock.sleep)
     return verdict, lines
 
 
@@ -427,12 +441,12 @@ def test_wait_times_out_with_the_last_phase_and_message() -> None:
 def test_wait_never_sleeps_past_its_deadline() -> None:
     clock = FakeClock()
     body = release(generation=2, phase="Progressing")
-    decide.wait_for(lambda: body, Goal(2), 2.5, lambda _: None, clock=clock, sleep=clock.sleep)
+    core.wait_for(lambda: body, Goal(2), 2.5, lambda _: None, clock=clock, sleep=clock.sleep)
     assert clock.sleeps == [1.0, 1.0, 0.5]
 
 
 def test_wait_retries_transient_errors_until_the_release_is_ready() -> None:
-    bodies = [decide.TransientError("503 Service Unavailable"), release(generation=2, tag="v4")]
+    bodies = [core.TransientError("503 Service Unavailable"), release(generation=2, tag="v4")]
     verdict, lines = run_wait(bodies, Goal(2, tag="v4"))
     assert verdict.state is State.SUCCEEDED
     assert lines == ["retrying: 503 Service Unavailable"]
@@ -732,13 +746,13 @@ def test_wide_status_shows_the_held_back_tag_image_and_message() -> None:
     ],
 )
 def test_timeouts_read_like_kubectl_durations(text: str, seconds: float | None) -> None:
-    assert decide.parse_duration(text) == seconds
+    assert core.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "5x", "m", "-3", "5 m", "nan", "1d"])
 def test_a_bad_duration_says_what_is_accepted(text: str) -> None:
     with pytest.raises(ValueError, match="use 90s, 5m, 1h30m"):
-        decide.parse_duration(text)
+        core.parse_duration(text)
 
 
 def test_a_bad_timeout_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -799,43 +813,43 @@ def test_a_missing_revision_or_release_is_exit_4() -> None:
 
 def test_retry_targets_the_latest_revision_only_when_it_failed() -> None:
     failed = [entry(4, "v4", "Failed"), entry(3, "v3", "Ready")]
-    assert decide.retry_target(release(revision=3, history=failed))["revision"] == 4
+    assert core.retry_target(release(revision=3, history=failed))["revision"] == 4
     with pytest.raises(CliError, match="nothing to retry"):
-        decide.retry_target(release(revision=3, history=[entry(3, "v3", "Ready")]))
+        core.retry_target(release(revision=3, history=[entry(3, "v3", "Ready")]))
 
 
 def test_deploy_of_a_failed_tag_is_a_retry_only_while_the_spec_asks_for_it() -> None:
     body = release(
         revision=3, tag="v4", history=[entry(4, "v4", "Failed"), entry(3, "v3", "Ready")]
     )
-    assert decide.failed_revision_of(body, "v4")["revision"] == 4
-    assert decide.failed_revision_of(body, "v5") is None
+    assert core.failed_revision_of(body, "v4")["revision"] == 4
+    assert core.failed_revision_of(body, "v5") is None
     body["spec"]["revision"] = 3  # pinned: a deploy clears the pin, which is a change already
-    assert decide.failed_revision_of(body, "v4") is None
+    assert core.failed_revision_of(body, "v4") is None
 
 
 def test_retry_and_restart_set_a_time_stamp_and_only_their_own_cause() -> None:
-    assert decide.stamp_patch("retryAt", "2025-06-01T12:00:00Z", None) == {
+    assert core.stamp_patch("retryAt", "2025-06-01T12:00:00Z", None) == {
         "spec": {"retryAt": "2025-06-01T12:00:00Z"}
     }
-    patch = decide.stamp_patch("restartAt", "2025-06-01T12:00:00Z", "leak")
+    patch = core.stamp_patch("restartAt", "2025-06-01T12:00:00Z", "leak")
     assert patch["metadata"] == {"annotations": {"testapp.dev/change-cause": "leak"}}
 
 
 def test_promote_goes_one_stage_at_a_time_unless_told() -> None:
-    decide.check_promotion("dev", "stg", skip_stages=False)
-    decide.check_promotion("dev", "prd", skip_stages=True)
+    core.check_promotion("dev", "stg", skip_stages=False)
+    core.check_promotion("dev", "prd", skip_stages=True)
     with pytest.raises(CliError, match=r"TO: dev promotes to stg, not prd") as raised:
-        decide.check_promotion("dev", "prd", skip_stages=False)
+        core.check_promotion("dev", "prd", skip_stages=False)
     assert raised.value.code is Exit.USAGE
     with pytest.raises(CliError, match="itself"):
-        decide.check_promotion("stg", "stg", skip_stages=True)
+        core.check_promotion("stg", "stg", skip_stages=True)
     with pytest.raises(CliError, match="prd promotes to nothing"):
-        decide.check_promotion("prd", "dev", skip_stages=False)
+        core.check_promotion("prd", "dev", skip_stages=False)
 
 
 def test_promote_records_where_it_came_from() -> None:
-    patch = decide.deploy_patch("v2", "why", "r/app", promoted_from="dev/3")
+    patch = core.deploy_patch("v2", "why", "r/app", promoted_from="dev/3")
     assert patch["metadata"]["annotations"]["testapp.dev/promoted-from"] == "dev/3"
 
 

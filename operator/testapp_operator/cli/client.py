@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from testapp_operator import GROUP, PLURAL, RELEASE_LABEL, VERSION
-from testapp_operator.cli.decide import RESOURCE, CliError, Exit, TransientError
+from testapp_operator.cli.core import RESOURCE, CliError, Exit, TransientError
 
 # Our writes show up under this manager in managedFields (and in the deployment log's CLIENT).
 PLUGIN_FIELD_MANAGER = "kubectl-testapp"

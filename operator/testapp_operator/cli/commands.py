@@ -1,5 +1,5 @@
-"""The `kubectl testapp` commands: parse, decide (decide.py), call the API (client.py), show
-(views.py). Exit codes are decide.Exit, documented in docs/cli.md."""
+"""The `kubectl testapp` commands: parse, decide (core.py), call the API (client.py), show
+(views.py). Exit codes are core.Exit, documented in docs/cli.md."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from testapp_operator import PLURAL
-from testapp_operator.cli import decide, views
-from testapp_operator.cli.decide import RESOURCE, CliError, Exit, Goal
+from testapp_operator.cli import core, views
+from testapp_operator.cli.core import RESOURCE, CliError, Exit, Goal
 from testapp_operator.release import ENVS
 
 if TYPE_CHECKING:
@@ -71,13 +71,13 @@ def _shown(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _wait(kube: ReleaseClient, name: str, goal: Goal, timeout: float | None) -> int:
-    verdict = decide.wait_for(
+    verdict = core.wait_for(
         lambda: kube.read_release_retrying(name),
         goal,
         timeout,
         emit=lambda line: _say(f"{name}: {line}"),
     )
-    if verdict.state is decide.State.SUCCEEDED:
+    if verdict.state is core.State.SUCCEEDED:
         print(f"{name}: {verdict.message}")
     else:
         _say(f"error: {RESOURCE} {name}: {verdict.message}")
@@ -85,72 +85,78 @@ def _wait(kube: ReleaseClient, name: str, goal: Goal, timeout: float | None) -> 
 
 
 def cmd_deploy(kube: ReleaseClient, args: argparse.Namespace) -> int:
-    name = decide.release_name(args.env)
-    cause = args.cause or decide.default_cause(os.environ, args.tag)
+    name = core.release_name(args.env)
+    cause = args.cause or core.default_cause(os.environ, args.tag)
     if args.retry_failed:
-        failed = decide.failed_revision_of(kube.get_release(name), args.tag)
+        failed = core.failed_revision_of(kube.get_release(name), args.tag)
         if failed is not None:
             what = f"retrying failed revision {failed['revision']} (tag {args.tag})"
-            patch = decide.stamp_patch("retryAt", _now(), cause)
+            patch = core.stamp_patch("retryAt", _now(), cause)
             return _write(kube, name, patch, args, what, tag=args.tag)
-    patch = decide.deploy_patch(args.tag, cause, args.image)
-    return _write(kube, name, patch, args, f"deploying tag {args.tag} ({cause})", tag=args.tag)
+    patch = core.deploy_patch(args.tag, cause, args.image, args.digest)
+    pinned = f"@{args.digest}" if args.digest else ""
+    what = f"deploying tag {args.tag}{pinned} ({cause})"
+    return _write(kube, name, patch, args, what, tag=args.tag)
 
 
 def cmd_retry(kube: ReleaseClient, args: argparse.Namespace) -> int:
-    name = decide.release_name(args.env)
-    failed = decide.retry_target(kube.get_release(name))
+    name = core.release_name(args.env)
+    failed = core.retry_target(kube.get_release(name))
     what = f"retrying failed revision {failed['revision']} (tag {failed['tag']})"
-    patch = decide.stamp_patch("retryAt", _now(), args.cause)
+    patch = core.stamp_patch("retryAt", _now(), args.cause)
     return _write(kube, name, patch, args, what, tag=failed["tag"])
 
 
 def cmd_rollback(kube: ReleaseClient, args: argparse.Namespace) -> int:
-    name = decide.release_name(args.env)
-    target = decide.rollback_target(kube.get_release(name), args.to_revision)
-    patch = decide.pin_patch(target)
+    name = core.release_name(args.env)
+    target = core.rollback_target(kube.get_release(name), args.to_revision)
+    patch = core.pin_patch(target)
     if args.cause:
-        patch["metadata"] = {"annotations": {decide.CHANGE_CAUSE_ANNOTATION: args.cause}}
+        patch["metadata"] = {"annotations": {core.CHANGE_CAUSE_ANNOTATION: args.cause}}
     return _write(kube, name, patch, args, f"pinning revision {target}", revision=target)
 
 
 def cmd_unpin(kube: ReleaseClient, args: argparse.Namespace) -> int:
-    name = decide.release_name(args.env)
+    name = core.release_name(args.env)
     what = "removing the pin, back to the latest revision"
-    return _write(kube, name, decide.pin_patch(None), args, what)
+    return _write(kube, name, core.pin_patch(None), args, what)
 
 
 def cmd_pause(kube: ReleaseClient, args: argparse.Namespace) -> int:
-    name = decide.release_name(args.env)
+    name = core.release_name(args.env)
     if args.dry_run == "server":
-        return _write(kube, name, decide.pause_patch(True), args, "pausing")
+        return _write(kube, name, core.pause_patch(True), args, "pausing")
     kube.get_release(name)
-    kube.patch_release(name, decide.pause_patch(True))
+    kube.patch_release(name, core.pause_patch(True))
     print(f"{RESOURCE} {name} paused: the operator changes nothing until it is resumed")
     return Exit.OK
 
 
 def cmd_resume(kube: ReleaseClient, args: argparse.Namespace) -> int:
-    name = decide.release_name(args.env)
-    return _write(kube, name, decide.pause_patch(False), args, "resuming")
+    name = core.release_name(args.env)
+    return _write(kube, name, core.pause_patch(False), args, "resuming")
 
 
 def cmd_restart(kube: ReleaseClient, args: argparse.Namespace) -> int:
-    name = decide.release_name(args.env)
+    name = core.release_name(args.env)
     what = "restarting the Pods of the running revision (no new revision)"
-    patch = decide.stamp_patch("restartAt", _now(), args.cause)
+    patch = core.stamp_patch("restartAt", _now(), args.cause)
     return _write(kube, name, patch, args, what)
 
 
 def cmd_promote(kube: ReleaseClient, args: argparse.Namespace) -> int:
-    source_name = decide.release_name(args.from_env)
-    target_name = decide.release_name(args.to_env)
-    source_env, target_env = decide.env_of(source_name), decide.env_of(target_name)
-    decide.check_promotion(source_env, target_env, args.skip_stages)
-    source = decide.promote_source(kube.get_release(source_name))
+    source_name = core.release_name(args.from_env)
+    target_name = core.release_name(args.to_env)
+    source_env, target_env = core.env_of(source_name), core.env_of(target_name)
+    core.check_promotion(source_env, target_env, args.skip_stages)
+    source = core.promote_source(kube.get_release(source_name))
     cause = args.cause or f"promoted from {source_env} revision {source.revision}"
-    patch = decide.deploy_patch(
-        source.tag, cause, source.image, promoted_from=f"{source_env}/{source.revision}"
+    patch = core.deploy_patch(
+        source.tag,
+        cause,
+        source.image,
+        source.digest,
+        promoted_from=f"{source_env}/{source.revision}",
     )
     what = f"promoting tag {source.tag} from {source_name} revision {source.revision}"
     return _write(kube, target_name, patch, args, what, tag=source.tag)
@@ -161,7 +167,7 @@ def cmd_promote(kube: ReleaseClient, args: argparse.Namespace) -> int:
 
 def cmd_status(kube: ReleaseClient, args: argparse.Namespace) -> int:
     if args.env is not None:
-        name = decide.release_name(args.env)
+        name = core.release_name(args.env)
         body = kube.get_release(name)
         if args.wait:
             pin = (body.get("spec") or {}).get("revision")
@@ -191,7 +197,7 @@ def cmd_status(kube: ReleaseClient, args: argparse.Namespace) -> int:
 
 
 def cmd_history(kube: ReleaseClient, args: argparse.Namespace) -> int:
-    record = views.history_record(kube.get_release(decide.release_name(args.env)))
+    record = views.history_record(kube.get_release(core.release_name(args.env)))
     print(views.format_output(record, args.output, lambda wide: views.history_table(record, wide)))
     return Exit.OK
 
@@ -199,7 +205,7 @@ def cmd_history(kube: ReleaseClient, args: argparse.Namespace) -> int:
 def cmd_diff(kube: ReleaseClient, args: argparse.Namespace) -> int:
     """diff ENV: running revision vs what the spec asks; diff ENV N: running vs N;
     diff ENV A B: A vs B; --tag X: running vs the spec with tag X (a deploy preview)."""
-    name = decide.release_name(args.env)
+    name = core.release_name(args.env)
     body = kube.get_release(name)
     running = (body.get("status") or {}).get("revision")
     if running is None and args.rev_a is None:
@@ -229,7 +235,7 @@ def cmd_diff(kube: ReleaseClient, args: argparse.Namespace) -> int:
 
 def _duration(text: str) -> float | None:
     try:
-        return decide.parse_duration(text)
+        return core.parse_duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -294,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--tag", required=True, help="image tag to deploy")
     sub.add_argument("--image", help="image repository, without tag (default: keep)")
     sub.add_argument(
+        "--digest", help="the tag's image digest, sha256:<hex>: Pods run exactly it (default: none)"
+    )
+    sub.add_argument(
         "--retry-failed",
         action="store_true",
         help="if TAG is the latest revision and it Failed, retry it (CI: Retry job retries)",
@@ -351,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for attribute in ("env", "from_env", "to_env"):  # refused before any API call
             if getattr(args, attribute, None) is not None:
-                decide.release_name(getattr(args, attribute))
+                core.release_name(getattr(args, attribute))
         from testapp_operator.cli import client
 
         try:

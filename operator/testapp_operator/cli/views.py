@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from testapp_operator.cli.decide import env_of, history_of, split_image
+from testapp_operator.cli.core import env_of, history_of, split_image
 from testapp_operator.release import ENVS
 
 Body = Mapping[str, Any]

@@ -123,10 +123,15 @@ def default_cause(environ: Mapping[str, str], tag: str) -> str:
 
 
 def deploy_patch(
-    tag: str, cause: str, image: str | None = None, promoted_from: str | None = None
+    tag: str,
+    cause: str,
+    image: str | None = None,
+    digest: str | None = None,
+    promoted_from: str | None = None,
 ) -> dict[str, Any]:
-    """One merge patch: the new tag, no pin (a new release is a deliberate roll-forward), why."""
-    spec: dict[str, Any] = {"tag": tag, "revision": None}
+    """One merge patch: the new tag and its digest, no pin (a new release is a deliberate
+    roll-forward), why. No digest clears the old one: it belongs to the old tag's bytes."""
+    spec: dict[str, Any] = {"tag": tag, "digest": digest, "revision": None}
     if image is not None:
         spec["image"] = image
     annotations = {CHANGE_CAUSE_ANNOTATION: cause}
@@ -230,6 +235,7 @@ class Source:
     revision: int
     image: str  # repository, without tag
     tag: str
+    digest: str | None = None  # the bytes that ran there, when pinned by digest
 
 
 def promote_source(body: Body) -> Source:
@@ -246,7 +252,7 @@ def promote_source(body: Body) -> Source:
             "promote only what has been Ready"
         )
     repo, _ = split_image(entry.get("image") or status.get("image", ""))
-    return Source(revision=revision, image=repo, tag=entry["tag"])
+    return Source(revision=revision, image=repo, tag=entry["tag"], digest=entry.get("digest"))
 
 
 def check_promotion(source_env: str, target_env: str, skip_stages: bool) -> None:
