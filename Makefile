@@ -182,13 +182,13 @@ manifests: guard-ENV guard-TAG guard-IMAGE ## Render k8s/overlays/ENV with spec.
 	$(KUBECTL) kustomize "$$tmp" $(if $(OUT),> "$(OUT)")
 
 .PHONY: deploy
-deploy: guard-ENV guard-TAG guard-IMAGE venv ## Deploy TAG to ENV: new tag, no pin, change-cause; wait for Ready at the new revision
+deploy: guard-ENV guard-TAG guard-IMAGE venv ## Deploy TAG to ENV: new tag, no pin, change-cause; wait for Ready at the new revision (TAG's Failed revision: retried)
 	@set -euo pipefail; \
 	found=$$($(KUBECTL) get testappreleases.testapp.dev test-app-$(ENV) --ignore-not-found -o name); \
 	if [ -z "$$found" ]; then \
 	  echo "test-app-$(ENV) does not exist yet: creating it from k8s/overlays/$(ENV)"; \
 	  $(MAKE) --no-print-directory -s manifests OUT= | $(KUBECTL) apply -f -; fi
-	$(BIN)/kubectl-testapp deploy $(ENV) --tag $(TAG) $(if $(IMAGE),--image $(IMAGE)) \
+	$(BIN)/kubectl-testapp deploy $(ENV) --tag $(TAG) $(if $(IMAGE),--image $(IMAGE)) --retry-failed \
 	  $(if $(CAUSE),--cause "$$CAUSE") $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 .PHONY: rollback

@@ -173,6 +173,7 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, W
         # As many reconciles at once as the API client has threads.
         shell.queue = WorkQueue(shell.reconciler.reconcile, limit=shell.kube.threads)
         metrics.track_phases(shell.reconciler.phases)
+        metrics.track_releases(shell.reconciler.running)
     return shell.reconciler, shell.queue
 
 

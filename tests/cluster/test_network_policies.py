@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
+from testapp_dev import LiveCluster, OperatorProcess, wait_until
 
 from tests.cluster.test_operator import create, patch, unique, wait_ready
-from tests.support import LiveCluster, OperatorProcess, wait_until
 
 pytestmark = pytest.mark.cluster
 

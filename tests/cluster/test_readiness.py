@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.support import LiveCluster, OperatorProcess, free_port, wait_until
+from testapp_dev import LiveCluster, OperatorProcess, free_port, wait_until
 
 pytestmark = pytest.mark.cluster
 
