@@ -75,7 +75,7 @@ demo: cluster-up ## The main job: cluster, operator, four environments, roll for
 .PHONY: run
 run: venv ## Run the operator in the foreground against KUBECONFIG (default: the local cluster)
 	@export KUBECONFIG=$${KUBECONFIG:-$$($(CLUSTER) kubeconfig)}; \
-	kubectl apply --server-side -k crds && \
+	hack/install.sh crd && \
 	exec $(BIN)/python -m testapp_operator --standalone
 
 # --- Delivery: images, rendered manifests, releases (docs/delivery.md). A person runs the same
@@ -103,7 +103,7 @@ APP_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 # Images are tagged with the commit SHA, plus EXTRA_TAGS.
 EXTRA_TAGS ?=
 IMAGE ?= $(if $(REGISTRY),$(APP_IMAGE))
-export ENV TAG IMAGE CAUSE OUT KUBECTL
+export ENV TAG IMAGE CAUSE OUT KUBECTL OPERATOR_IMAGE OPERATOR_DIGEST TIMEOUT
 GITLAB_CI_LOCAL := node_modules/.bin/gitlab-ci-local
 
 # Checks that stop a target before it does anything, naming the variable. The patterns are the
@@ -112,9 +112,11 @@ TAG_PATTERN := ^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$$
 IMAGE_PATTERN := ^[a-z0-9][a-z0-9._/:-]*$$
 IMAGE_TAG_PATTERN := :[^/]*$$
 IMAGE_MAX_LENGTH := 255
+DIGEST_PATTERN := ^sha256:[a-f0-9]{64}$$
 why_TAG := the image tag to deploy, e.g. TAG=$(GIT_SHA)
 why_IMAGE := the app image repository, e.g. IMAGE=<region>-docker.pkg.dev/<project>/test-app/test-app (or set REGISTRY)
 why_REGISTRY := where images go, e.g. REGISTRY=<region>-docker.pkg.dev/<project>/test-app (or set GCP_REGION and GCP_PROJECT)
+why_OPERATOR_DIGEST := the operator image's digest, e.g. OPERATOR_DIGEST=sha256:<64 hex> (make push prints it)
 why_GIT_SHA := the commit the images are built from (not a git checkout? pass GIT_SHA=...)
 guard-%: FORCE
 	@if [ -z "$($*)" ]; then echo "make $(MAKECMDGOALS): $* is required: $(why_$*)" >&2; exit 2; fi
@@ -129,12 +131,18 @@ guard-TAG-set: FORCE
 guard-IMAGE: guard-IMAGE-set check-IMAGE
 guard-IMAGE-set: FORCE
 	@if [ -z "$$IMAGE" ]; then echo "make $(MAKECMDGOALS): IMAGE is required: $(why_IMAGE)" >&2; exit 2; fi
-# IMAGE when set (`make deploy` keeps the release's repository without it).
-check-IMAGE: FORCE
-	@re='$(IMAGE_PATTERN)' tagged='$(IMAGE_TAG_PATTERN)'; \
-	[[ -z "$$IMAGE" || ( "$$IMAGE" =~ $$re && ! "$$IMAGE" =~ $$tagged && "$$IMAGE" != *@* && $${#IMAGE} -le $(IMAGE_MAX_LENGTH) ) ]] \
-	  || { echo "make $(MAKECMDGOALS): IMAGE '$$IMAGE' is not an image repository: lower-case, no tag" \
+# An image repository (when set: `make deploy` keeps the release's own without IMAGE).
+check_image = re='$(IMAGE_PATTERN)' tagged='$(IMAGE_TAG_PATTERN)' v="$$$(1)"; \
+	[[ -z "$$v" || ( "$$v" =~ $$re && ! "$$v" =~ $$tagged && "$$v" != *@* && $${\#v} -le $(IMAGE_MAX_LENGTH) ) ]] \
+	  || { echo "make $(MAKECMDGOALS): $(1) '$$v' is not an image repository: lower-case, no tag" \
 	  "or digest (put the tag in TAG; a registry port as in 127.0.0.1:5000/test-app is fine)" >&2; exit 2; }
+check-IMAGE: FORCE
+	@$(call check_image,IMAGE)
+guard-OPERATOR_IMAGE: FORCE
+	@$(call check_image,OPERATOR_IMAGE)
+guard-OPERATOR_DIGEST: FORCE
+	@re='$(DIGEST_PATTERN)'; [[ "$$OPERATOR_DIGEST" =~ $$re ]] || { echo "make $(MAKECMDGOALS):" \
+	  "OPERATOR_DIGEST '$$OPERATOR_DIGEST' is not a digest: $(why_OPERATOR_DIGEST)" >&2; exit 2; }
 .PHONY: FORCE
 FORCE:
 
@@ -176,9 +184,13 @@ rollback: guard-ENV venv ## Pin ENV to its previous Ready revision (or REVISION=
 history: guard-ENV venv ## The revisions of ENV's release, newest first (* marks the deployed one)
 	$(BIN)/kubectl-testapp history "$$ENV"
 
+.PHONY: install-crd
+install-crd: ## Install or upgrade the TestAppRelease CRD (server-side, taking over a client-side apply's fields); wait Established
+	hack/install.sh crd
+
 .PHONY: install-operator
-install-operator: ## Install or update the CRD, RBAC and the operator Deployment (kubectl apply -k k8s/operator)
-	$(KUBECTL) apply --server-side -k k8s/operator
+install-operator: guard-OPERATOR_IMAGE guard-OPERATOR_DIGEST ## Install or upgrade the CRDs, RBAC and operator (OPERATOR_IMAGE@OPERATOR_DIGEST); wait for its rollout
+	hack/install.sh operator
 
 $(GITLAB_CI_LOCAL): package.json package-lock.json
 	npm ci --no-audit --no-fund

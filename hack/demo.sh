@@ -13,8 +13,7 @@ export KUBECONFIG="$($BIN/python hack/cluster/localcluster.py kubeconfig)"
 export PATH="$PWD/$BIN:$PATH"   # `kubectl testapp` is the kubectl-testapp plugin in the venv
 
 step "Install the TestAppRelease CRD and start the operator"
-run kubectl apply --server-side -k crds
-run kubectl wait crd/testappreleases.testapp.dev --for=condition=Established --timeout=60s
+run hack/install.sh crd
 $BIN/python hack/cluster/localcluster.py operator
 
 step "Release all four environments (one TestAppRelease each, from k8s/overlays, as CI's first deploy)"

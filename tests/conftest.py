@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -46,11 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def crd(cluster: LiveCluster) -> None:
-    """The TestAppRelease CRD installed and served."""
-    cluster.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
-    cluster.kubectl(
-        "wait", "crd/testappreleases.testapp.dev", "--for=condition=Established", "--timeout=30s"
-    )
+    """The TestAppRelease CRD installed and served, as `make install-crd` installs it."""
+    subprocess.run([REPO / "hack" / "install.sh", "crd"], env=cluster.env, check=True, timeout=120)
 
 
 @pytest.fixture(scope="session")
