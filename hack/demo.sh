@@ -13,7 +13,7 @@ export KUBECONFIG="$($BIN/python hack/cluster/localcluster.py kubeconfig)"
 export PATH="$PWD/$BIN:$PATH"   # `kubectl testapp` is the kubectl-testapp plugin in the venv
 
 step "Install the TestAppRelease CRD and start the operator"
-run hack/install.sh crd
+run $BIN/python -m testapp_operator.install crd
 $BIN/python hack/cluster/localcluster.py operator
 
 step "Release all four environments (one TestAppRelease each, from k8s/overlays, as CI's first deploy)"

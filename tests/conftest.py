@@ -48,7 +48,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def crd(cluster: LiveCluster) -> None:
     """The TestAppRelease CRD installed and served, as `make install-crd` installs it."""
-    subprocess.run([REPO / "hack" / "install.sh", "crd"], env=cluster.env, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "testapp_operator.install", "crd"],
+        cwd=REPO,
+        env=cluster.env,
+        check=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ server-side apply refuses to take over."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,8 +52,11 @@ def test_install_crd_takes_over_a_crd_applied_client_side_and_says_so(
 
     result = make(cluster, "install-crd")
 
-    assert f"{CRD}: taking over the fields set by kubectl-client-side-apply" in result.stdout
-    assert "condition met" in result.stdout
+    assert (
+        "customresourcedefinition/testappreleases.testapp.dev: "
+        "taking over the fields set by kubectl-client-side-apply"
+    ) in result.stdout
+    assert "condition met (Established)" in result.stdout
     assert spec_owners(cluster, CRD) == {MANAGER}
 
 
@@ -75,7 +79,7 @@ def test_install_crd_installs_a_fresh_crd_and_waits_until_it_is_served(
 ) -> None:
     directory, name = fresh_crd_dir
     result = subprocess.run(
-        [REPO / "hack" / "install.sh", "crd", directory],
+        [sys.executable, "-m", "testapp_operator.install", "crd", directory],
         env=cluster.env,
         capture_output=True,
         text=True,
