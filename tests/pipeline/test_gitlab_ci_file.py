@@ -57,9 +57,11 @@ def test_stages_build_then_promote_then_deploy_then_rollback() -> None:
 def test_every_image_is_pinned_by_digest_or_is_the_operator_image_this_commit_built(
     jobs: dict[str, Any],
 ) -> None:
+    variables = load_ci_file()["variables"]
     for name, job in jobs.items():
         images = [job["image"]["name"], *(s["name"] for s in job.get("services", []))]
         for image in images:
+            image = variables.get(image.removeprefix("$"), image)
             assert image == OPERATOR_IMAGE or PINNED.match(image), (name, image)
 
 
@@ -89,10 +91,13 @@ def test_images_are_built_in_pinned_docker_in_docker_on_the_privileged_runners(
 ) -> None:
     for name in ("build-app", "build-operator"):
         job = jobs[name]
-        version = re.match(r"docker:(\d+\.\d+\.\d+)-cli@", job["image"]["name"])
-        assert version, job["image"]
+        variables = load_ci_file()["variables"]
+        assert job["image"]["name"] == "$DOCKER_CLI_IMAGE"
+        version = re.match(r"docker:(\d+\.\d+\.\d+)-cli@", variables["DOCKER_CLI_IMAGE"])
+        assert version, variables["DOCKER_CLI_IMAGE"]
         (service,) = job["services"]
-        assert service["name"].startswith(f"docker:{version[1]}-dind@sha256:")
+        assert service["name"] == "$DIND_IMAGE"
+        assert variables["DIND_IMAGE"].startswith(f"docker:{version[1]}-dind@sha256:")
         assert job["tags"] == ["$DIND_RUNNER_TAG"]
         assert job["variables"]["DOCKER_TLS_CERTDIR"] == "/certs"
         assert job["variables"]["DOCKER_HOST"] == "tcp://docker:2376"
