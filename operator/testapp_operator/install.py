@@ -32,11 +32,14 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 FIELD_MANAGER = "testapp-install"
+CLIENT_SIDE_APPLY = "kubectl-client-side-apply"
 OPERATOR_NAMESPACE = "testapp-system"
 OPERATOR_DEPLOYMENT = "testapp-operator"
 OPERATOR_CONTAINER = "operator"
 KUSTOMIZATION_KEYS = {"apiVersion", "kind", "resources"}
 POLL_SECONDS = 1.0
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
 
 Object = dict[str, Any]
 
@@ -83,16 +86,26 @@ def with_operator_image(objects: Iterable[Object], image: str, digest: str) -> l
     raise InstallError(f"no container {OPERATOR_CONTAINER!r} in Deployment {OPERATOR_DEPLOYMENT}")
 
 
-def other_managers(obj: Mapping[str, Any] | None) -> list[str]:
-    """Managers other than ours owning fields of an object (status writers aside)."""
+def _takes_over(entry: Mapping[str, Any]) -> bool:
+    """Whose fields an install takes: a client-side apply's, another applier's (they would
+    conflict). Controllers writing status or their own annotations keep theirs."""
+    if entry.get("manager") == FIELD_MANAGER or entry.get("subresource"):
+        return False
+    return entry.get("operation") == "Apply" or entry.get("manager") == CLIENT_SIDE_APPLY
+
+
+def managers_taken_over(obj: Mapping[str, Any] | None) -> list[str]:
     fields = (obj or {}).get("metadata", {}).get("managedFields") or []
-    return sorted(
-        {
-            entry["manager"]
-            for entry in fields
-            if entry.get("manager") != FIELD_MANAGER and not entry.get("subresource")
-        }
-    )
+    return sorted({entry["manager"] for entry in fields if _takes_over(entry)})
+
+
+def without_client_side_apply(obj: Mapping[str, Any]) -> list[Object] | None:
+    """The managedFields once a client-side apply's entry is gone (as `kubectl apply
+    --server-side` migrates it), or None when there is none: fields it shared with our apply
+    become ours alone, so a later apply of a changed value does not conflict with it again."""
+    fields = obj.get("metadata", {}).get("managedFields") or []
+    kept = [entry for entry in fields if entry.get("manager") != CLIENT_SIDE_APPLY]
+    return kept if len(kept) < len(fields) else None
 
 
 def established(crd: Mapping[str, Any]) -> bool:
@@ -134,20 +147,30 @@ class Cluster:
         self.api = api_client
         self._discovered: dict[str, list[Object]] = {}
 
-    def _call(self, method: str, path: str, body: Any = None, **query: Any) -> Object:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = APPLY_PATCH,
+        **query: Any,
+    ) -> Object:
         headers = {"Accept": "application/json"}
         if body is not None:
-            headers["Content-Type"] = "application/apply-patch+yaml"
-        response = self.api.call_api(
-            path,
+            headers["Content-Type"] = content_type
+        request = self.api.param_serialize(
             method,
+            path,
             query_params=list(query.items()),
             header_params=headers,
             body=body,
             auth_settings=["BearerToken"],
-            _preload_content=False,
         )
-        return json.loads(response[0].data)
+        response = self.api.call_api(*request)
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response, body=data.decode(errors="replace"))
+        return json.loads(data)
 
     def _path(self, obj: Mapping[str, Any]) -> str:
         api_version, kind = obj["apiVersion"], obj["kind"]
@@ -181,6 +204,10 @@ class Cluster:
             "PATCH", self._path(obj), body=obj, fieldManager=FIELD_MANAGER, force="true"
         )
 
+    def set_managed_fields(self, obj: Mapping[str, Any], fields: list[Object]) -> None:
+        patch = {"metadata": {"managedFields": fields}}
+        self._call("PATCH", self._path(obj), body=patch, content_type=MERGE_PATCH)
+
 
 def _wait(read: Callable[[], tuple[bool, str]], timeout: float, say: Callable[[str], None]) -> str:
     deadline = time.monotonic() + timeout
@@ -204,10 +231,13 @@ def _served(cluster: Cluster, crd: Mapping[str, Any], what: str) -> tuple[bool, 
 def apply_all(cluster: Cluster, objects: Iterable[Object], say: Callable[[str], None]) -> None:
     for obj in install_order(objects):
         what = f"{obj['kind'].lower()}/{obj['metadata']['name']}"
-        others = other_managers(cluster.get(obj))
-        if obj["kind"] == "CustomResourceDefinition" and others:
+        others = managers_taken_over(cluster.get(obj))
+        if others:
             say(f"{what}: taking over the fields set by {', '.join(others)}")
-        cluster.apply(obj)
+        applied = cluster.apply(obj)
+        fields = without_client_side_apply(applied)
+        if fields is not None:
+            cluster.set_managed_fields(obj, fields)
         say(f"{what} serverside-applied")
         if obj["kind"] == "CustomResourceDefinition":
             _wait(lambda obj=obj, what=what: _served(cluster, obj, what), 60, say)

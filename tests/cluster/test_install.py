@@ -37,16 +37,27 @@ def make(cluster: LiveCluster, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def apply_client_side(cluster: LiveCluster, tmp_path: Path) -> Path:
+    """The CRD as someone edited and applied it client-side: kubectl apply owns its versions."""
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema["description"] = f"edited by hand {uuid.uuid4().hex[:6]}"
+    path = tmp_path / "crd.yaml"
+    path.write_text(yaml.safe_dump(crd))
+    cluster.kubectl("apply", "-f", str(path))
+    return path
+
+
 def spec_owners(cluster: LiveCluster, name: str) -> set[str]:
     """The managers owning fields of the object's spec."""
-    fields = cluster.get(name)["metadata"]["managedFields"]
+    fields = cluster.get(name, "--show-managed-fields")["metadata"]["managedFields"]
     return {entry["manager"] for entry in fields if "f:spec" in entry.get("fieldsV1", {})}
 
 
 def test_install_crd_takes_over_a_crd_applied_client_side_and_says_so(
-    cluster: LiveCluster,
+    cluster: LiveCluster, tmp_path: Path
 ) -> None:
-    cluster.kubectl("apply", "-f", str(CRD_FILE))  # client-side: what most people type
+    apply_client_side(cluster, tmp_path)
     plain = cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE), check=False)
     assert plain.returncode != 0 and "conflict" in plain.stderr  # the starting point
 
@@ -103,9 +114,9 @@ def no_operator_deployment(cluster: LiveCluster) -> Iterator[None]:
 
 
 def test_install_operator_runs_the_given_digest_over_a_client_side_crd_and_upgrades(
-    cluster: LiveCluster, no_operator_deployment: None
+    cluster: LiveCluster, no_operator_deployment: None, tmp_path: Path
 ) -> None:
-    cluster.kubectl("apply", "-f", str(CRD_FILE))
+    apply_client_side(cluster, tmp_path)
     image = "127.0.0.1:5000/testapp-operator"
 
     first = make(

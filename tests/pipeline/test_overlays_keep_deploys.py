@@ -38,25 +38,26 @@ def spec(cluster: LiveCluster) -> dict[str, Any]:
 
 
 @pytest.fixture
-def rolled_back(cluster: LiveCluster, operator: OperatorProcess) -> Iterator[None]:
-    """ppd created by a first deploy, deployed again, then rolled back to revision 1."""
+def rolled_back(cluster: LiveCluster, operator: OperatorProcess) -> Iterator[int]:
+    """ppd created by a first deploy, deployed again, then pinned back to the first revision."""
     cluster.kubectl("delete", "tar", RELEASE, "--ignore-not-found", "--wait=true")
     make(cluster, "deploy", "TAG=first", f"IMAGE={IMAGE}")
+    first = cluster.get("testappreleases.testapp.dev", RELEASE)["status"]["revision"]
     make(cluster, "deploy", "TAG=second")
     make(cluster, "rollback")
-    yield
+    yield first
     cluster.kubectl("delete", "tar", RELEASE, "--ignore-not-found", "--wait=false")
 
 
 @pytest.mark.parametrize("apply", [["--server-side"], []], ids=["server-side", "client-side"])
 def test_reapplying_the_overlay_keeps_the_deployed_tag_image_and_pin(
-    cluster: LiveCluster, rolled_back: None, apply: list[str]
+    cluster: LiveCluster, rolled_back: int, apply: list[str]
 ) -> None:
     before = spec(cluster)
-    assert (before["tag"], before["image"], before["revision"]) == ("second", IMAGE, 1)
+    assert (before["tag"], before["image"], before["revision"]) == ("second", IMAGE, rolled_back)
 
     cluster.kubectl("apply", *apply, "-k", str(REPO / "k8s" / "overlays" / ENV))
 
     after = spec(cluster)
-    assert (after["tag"], after["image"], after["revision"]) == ("second", IMAGE, 1)
+    assert (after["tag"], after["image"], after["revision"]) == ("second", IMAGE, rolled_back)
     assert after["replicas"] == 2  # what the overlay says still applies

@@ -58,18 +58,25 @@ def test_the_operator_runs_the_image_by_digest() -> None:
     assert OPERATOR["spec"]["template"]["spec"]["containers"][0]["image"] == "testapp-operator"
 
 
-def test_other_managers_are_those_owning_fields_outside_status() -> None:
-    crd = {
-        "metadata": {
-            "managedFields": [
-                {"manager": "kubectl-client-side-apply", "operation": "Update"},
-                {"manager": install.FIELD_MANAGER, "operation": "Apply"},
-                {"manager": "kube-apiserver", "operation": "Update", "subresource": "status"},
-            ]
-        }
-    }
-    assert install.other_managers(crd) == ["kubectl-client-side-apply"]
-    assert install.other_managers(None) == []
+MANAGED = [
+    {"manager": "kubectl-client-side-apply", "operation": "Update"},
+    {"manager": "kubectl", "operation": "Apply"},
+    {"manager": install.FIELD_MANAGER, "operation": "Apply"},
+    {"manager": "kube-apiserver", "operation": "Update", "subresource": "status"},
+    {"manager": "kube-controller-manager", "operation": "Update"},
+]
+
+
+def test_an_install_takes_over_client_side_and_other_appliers_fields_not_controllers() -> None:
+    body = {"metadata": {"managedFields": MANAGED}}
+    assert install.managers_taken_over(body) == ["kubectl", "kubectl-client-side-apply"]
+    assert install.managers_taken_over(None) == []
+
+
+def test_the_client_side_applys_entry_is_dropped_once_applied_as_kubectl_migrates_it() -> None:
+    kept = install.without_client_side_apply({"metadata": {"managedFields": MANAGED}})
+    assert kept == MANAGED[1:]
+    assert install.without_client_side_apply({"metadata": {"managedFields": MANAGED[1:]}}) is None
 
 
 def deployment(generation: int = 2, **status: int) -> dict:
