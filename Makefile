@@ -24,11 +24,19 @@ $(BIN)/.installed: pyproject.toml requirements.txt
 .PHONY: venv
 venv: $(BIN)/.installed ## Create .venv with the operator, the app and the test tools
 
+# checkov has a virtualenv of its own: it pins packaging<24, which pytest 9 cannot use.
+CHECKOV_VENV := $(VENV)/checkov
+$(CHECKOV_VENV)/.installed: hack/checkov/requirements.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet -r hack/checkov/requirements.txt
+	@touch $@
+
 .PHONY: lint
-lint: venv ## ruff over the Python code, hadolint over both Dockerfiles
+lint: venv $(CHECKOV_VENV)/.installed ## ruff, hadolint over both Dockerfiles, checkov over k8s/ and every env's rendered release
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile.app Dockerfile.operator
+	$(BIN)/python hack/checkov/gate.py --checkov $(CHECKOV_VENV)/bin/checkov
 
 .PHONY: test
 test: venv lint ## Run every test (unit, cluster, pipeline); starts the local control plane itself
@@ -84,6 +92,7 @@ run: venv ## Run the operator in the foreground against KUBECONFIG (default: the
 # The variables people set; `make help` lists these `## NAME` lines.
 ## ENV      the environment a target acts on: dev, stg, ppd or prd
 ## TAG      the image tag to deploy or render (an OCI tag; CI uses the commit SHA)
+## DIGEST   `make deploy`: the tag's image digest, sha256:<64 hex>; the Pods then run exactly it
 ## IMAGE    the app image repository, no tag or digest (default: REGISTRY/test-app)
 ## REGISTRY where images go, e.g. <region>-docker.pkg.dev/<project>/test-app or 127.0.0.1:5000
 ## REVISION `make rollback`: the revision to pin (default: the previous Ready one)
@@ -103,7 +112,7 @@ APP_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 # Images are tagged with the commit SHA, plus EXTRA_TAGS.
 EXTRA_TAGS ?=
 IMAGE ?= $(if $(REGISTRY),$(APP_IMAGE))
-export ENV TAG IMAGE CAUSE OUT KUBECTL OPERATOR_IMAGE OPERATOR_DIGEST TIMEOUT
+export ENV TAG DIGEST IMAGE CAUSE OUT KUBECTL OPERATOR_IMAGE OPERATOR_DIGEST TIMEOUT
 GITLAB_CI_LOCAL := node_modules/.bin/gitlab-ci-local
 
 # Checks that stop a target before it does anything, naming the variable. The patterns are the
@@ -112,7 +121,7 @@ TAG_PATTERN := ^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$$
 IMAGE_PATTERN := ^[a-z0-9][a-z0-9._/:-]*$$
 IMAGE_TAG_PATTERN := :[^/]*$$
 IMAGE_MAX_LENGTH := 255
-DIGEST_PATTERN := ^sha256:[a-f0-9]{64}$$
+DIGEST_PATTERN := ^sha256:[0-9a-f]{64}$$
 why_TAG := the image tag to deploy, e.g. TAG=$(GIT_SHA)
 why_IMAGE := the app image repository, e.g. IMAGE=<region>-docker.pkg.dev/<project>/test-app/test-app (or set REGISTRY)
 why_REGISTRY := where images go, e.g. REGISTRY=<region>-docker.pkg.dev/<project>/test-app (or set GCP_REGION and GCP_PROJECT)
@@ -143,6 +152,10 @@ guard-OPERATOR_IMAGE: FORCE
 guard-OPERATOR_DIGEST: FORCE
 	@re='$(DIGEST_PATTERN)'; [[ "$$OPERATOR_DIGEST" =~ $$re ]] || { echo "make $(MAKECMDGOALS):" \
 	  "OPERATOR_DIGEST '$$OPERATOR_DIGEST' is not a digest: $(why_OPERATOR_DIGEST)" >&2; exit 2; }
+# DIGEST when set (a deploy without one runs the tag as the registry resolves it).
+check-DIGEST: FORCE
+	@re='$(DIGEST_PATTERN)'; [[ -z "$$DIGEST" || "$$DIGEST" =~ $$re ]] || { echo "make $(MAKECMDGOALS):" \
+	  "DIGEST '$$DIGEST' is not a digest: sha256:<64 lower-case hex>" >&2; exit 2; }
 .PHONY: FORCE
 FORCE:
 
@@ -166,13 +179,13 @@ manifests: guard-ENV guard-TAG guard-IMAGE ## Render k8s/overlays/ENV with spec.
 # (by hand, Argo CD or Flux) never resets what CI deployed: kubectl-testapp owns spec.image and
 # spec.tag from the start, the overlay's manager (kubectl) owns only what the overlay sets.
 .PHONY: deploy
-deploy: guard-ENV guard-TAG check-IMAGE venv ## Deploy TAG to ENV: new tag, no pin, change-cause; wait for Ready at the new revision
+deploy: guard-ENV guard-TAG check-DIGEST check-IMAGE venv ## Deploy TAG (DIGEST) to ENV: new tag, no pin, change-cause; wait for Ready at the new revision
 	@set -euo pipefail; \
 	if [ -z "$$($(KUBECTL) get testappreleases.testapp.dev test-app-$$ENV --ignore-not-found -o name)" ]; then \
 	  echo "test-app-$$ENV does not exist yet: creating it with k8s/overlays/$$ENV"; \
 	  hack/manifests.sh --deployed-fields | $(KUBECTL) apply --server-side --field-manager=kubectl-testapp -f -; \
 	  $(KUBECTL) apply --server-side -k "k8s/overlays/$$ENV"; fi
-	$(BIN)/kubectl-testapp deploy "$$ENV" --tag "$$TAG" $(if $(IMAGE),--image "$$IMAGE") \
+	$(BIN)/kubectl-testapp deploy "$$ENV" --tag "$$TAG" $(if $(DIGEST),--digest "$$DIGEST") $(if $(IMAGE),--image "$$IMAGE") \
 	  $(if $(CAUSE),--cause "$$CAUSE") $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 .PHONY: rollback

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Render one environment's TestAppRelease to stdout (`make manifests`, `make deploy`).
 #   hack/manifests.sh                    k8s/overlays/$ENV with spec.image=$IMAGE, spec.tag=$TAG
-#   hack/manifests.sh --deployed-fields  only the fields a deploy owns (name, env, image, tag):
+#   hack/manifests.sh --deployed-fields  only the fields a deploy owns (name, env, image, tag,
+#                                        digest when DIGEST is set):
 #                                        what creates a release that does not exist yet
-# Reads ENV, TAG, IMAGE (checked by the Makefile's guards) and KUBECTL; writes nothing but stdout.
+# Reads ENV, TAG, DIGEST, IMAGE (checked by the Makefile's guards) and KUBECTL; writes nothing but stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${ENV:?ENV is required}" "${TAG:?TAG is required}" "${IMAGE:?IMAGE is required}"
@@ -21,6 +22,7 @@ spec:
   image: $(json "$IMAGE")
   tag: $(json "$TAG")
 YAML
+  if [[ -n "${DIGEST:-}" ]]; then echo "  digest: $(json "$DIGEST")"; fi
   exit 0
 fi
 

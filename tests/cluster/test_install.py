@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from tests.support import LiveCluster
+from testapp_dev import LiveCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -46,6 +46,7 @@ def test_the_makefile_checks_inputs_with_the_crds_and_release_pys_patterns() -> 
     assert make_variable("IMAGE_TAG_PATTERN") == release.IMAGE_TAG_RE.pattern
     assert f"matches('{release.IMAGE_TAG_RE.pattern}')" in str(SPEC["image"])
     assert int(make_variable("IMAGE_MAX_LENGTH")) == SPEC["image"]["maxLength"]
+    assert make_variable("DIGEST_PATTERN") == SPEC["digest"]["pattern"] == release.DIGEST_RE.pattern
     assert tuple(make_variable("ENVS").split()) == release.ENVS == tuple(SPEC["env"]["enum"])
 
 
@@ -99,6 +100,8 @@ def _read(fd: int) -> bytes:
         (["deploy", "ENV=dev", "TAG=abc", "IMAGE=repo/app:v1"], "IMAGE 'repo/app:v1' is not an"),
         (["deploy", "ENV=dev", "TAG=abc", "IMAGE=Repo/App"], "is not an image repository"),
         (["manifests", "ENV=dev", "TAG=abc"], "IMAGE is required: the app image repository"),
+        (["deploy", "ENV=dev", "TAG=abc", "DIGEST=sha256:ABC"], "DIGEST 'sha256:ABC' is not a"),
+        (["install-operator", "OPERATOR_DIGEST=x"], "OPERATOR_DIGEST 'x' is not a digest"),
         (["rollback"], "ENV must be the environment"),
         (["history", "ENV=production"], "ENV must be the environment"),
         (["push"], "REGISTRY is required: where images go"),

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from testapp_dev import LiveCluster, OperatorProcess
 
 from tests.pipeline.gitlab import REPO
-from tests.support import LiveCluster, OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
