@@ -13,12 +13,13 @@ export KUBECONFIG="$($BIN/python hack/cluster/localcluster.py kubeconfig)"
 export PATH="$PWD/$BIN:$PATH"   # `kubectl testapp` is the kubectl-testapp plugin in the venv
 
 step "Install the TestAppRelease CRD and start the operator"
-run kubectl apply --server-side -k crds
-run kubectl wait crd/testappreleases.testapp.dev --for=condition=Established --timeout=60s
+run $BIN/python -m testapp_operator.install crd
 $BIN/python hack/cluster/localcluster.py operator
 
-step "Release all four environments (one TestAppRelease each, from k8s/overlays)"
-for env in dev stg ppd prd; do run kubectl apply -k "k8s/overlays/$env"; done
+step "Release all four environments (one TestAppRelease each, from k8s/overlays, as CI's first deploy)"
+for env in dev stg ppd prd; do
+  run make -s deploy ENV="$env" TAG=0.1.0 IMAGE=registry.example.com/test-app CAUSE="demo: first release"
+done
 run kubectl wait tar test-app-dev test-app-stg test-app-ppd test-app-prd \
   --for=jsonpath='{.status.phase}'=Ready --timeout=120s
 run kubectl get tar
