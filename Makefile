@@ -41,11 +41,15 @@ test-unit: venv ## Only the tests that need no cluster
 	$(BIN)/pytest -m 'not cluster'
 
 .PHONY: bench
-bench: bench-app bench-operator ## Run every benchmark (loopback only, bounded durations)
+bench: bench-app bench-rollout bench-operator ## Run every benchmark (loopback only, bounded durations)
 
 .PHONY: bench-operator
 bench-operator: venv ## The operator on the local control plane: change latency, 300 releases, writes, idle, RSS -> bench/results.json
 	$(BIN)/python bench/operator_bench.py --out bench/results.json --app bench/app.json
+
+.PHONY: bench-rollout
+bench-rollout: venv ## Zero downtime on the real node: requests through the Service during a rollout and a rollback -> bench/rollout.json
+	$(BIN)/python bench/rollout_bench.py --out bench/rollout.json
 
 .PHONY: bench-app
 bench-app: venv ## test-app (hug) vs bare falcon under the same gunicorn, with wrk -> bench/app.json
@@ -53,11 +57,11 @@ bench-app: venv ## test-app (hug) vs bare falcon under the same gunicorn, with w
 	$(BIN)/python bench/app_bench.py --out bench/app.json
 
 .PHONY: cluster-up
-cluster-up: venv ## Build (once, cached) and start the local control plane; idempotent
+cluster-up: venv ## Build (once, cached) and start the local control plane and the real node (or say why not); idempotent
 	$(CLUSTER) up
 
 .PHONY: cluster-down
-cluster-down: venv ## Stop the local control plane and everything it started
+cluster-down: venv ## Stop the local control plane and everything it started; put the host back as the real node found it
 	$(CLUSTER) down
 
 .PHONY: cluster-env
