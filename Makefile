@@ -6,6 +6,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 CLUSTER := $(BIN)/python hack/cluster/localcluster.py
+TOOLCHAIN := $(PYTHON) hack/containers/toolchain.py
+# podman and buildah read the project's settings (runc, ulimits, no registry to pull from), never /etc's.
+export CONTAINERS_CONF ?= $(CURDIR)/hack/containers/containers.conf
+ifndef CONTAINERS_REGISTRIES_CONF
+export CONTAINERS_REGISTRIES_CONF := $(shell $(TOOLCHAIN) registries-conf)
+endif
 
 .PHONY: help
 help: ## List the targets
@@ -65,7 +71,7 @@ cluster-down: venv ## Stop the local control plane and everything it started; pu
 	$(CLUSTER) down
 
 .PHONY: cluster-env
-cluster-env: ## Print `export KUBECONFIG=...` for the local control plane (use with make -s)
+cluster-env: ## Print `export KUBECONFIG=... TESTAPP_REGISTRY=...` for the local control plane (use with make -s)
 	@$(PYTHON) hack/cluster/localcluster.py env
 
 .PHONY: demo
@@ -82,10 +88,15 @@ run: venv ## Run the operator in the foreground against KUBECONFIG (default: the
 # (see .gitlab-ci.yml and docs/delivery.md), so a person can run the same step by hand.
 ENVS := dev stg ppd prd
 KUBECTL ?= kubectl
-DOCKER ?= docker
-# Image registry path. CI composes it from GCP_REGION and GCP_PROJECT (Artifact Registry); empty:
+# docker when a Docker daemon answers, podman otherwise (decided once, and only if a target needs it).
+DOCKER ?= $(eval DOCKER := $(shell docker info >/dev/null 2>&1 && echo docker || echo podman))$(DOCKER)
+# The images' base. Empty: the Dockerfiles' default, the upstream image pinned by digest (CI,
+# Docker). With podman: the local base image `make toolchain` builds from Debian packages.
+PYTHON_IMAGE ?= $(if $(filter podman,$(DOCKER)),$(shell $(TOOLCHAIN) base-image-name))
+# Image registry path. CI composes it from GCP_REGION and GCP_PROJECT (Artifact Registry); else the
+# local cluster's loopback registry once `eval "$$(make -s cluster-env)"` exported it; empty:
 # `make image` builds local names and `make deploy` keeps the release's image repository.
-REGISTRY ?= $(if $(and $(GCP_REGION),$(GCP_PROJECT)),$(GCP_REGION)-docker.pkg.dev/$(GCP_PROJECT)/test-app)
+REGISTRY ?= $(if $(and $(GCP_REGION),$(GCP_PROJECT)),$(GCP_REGION)-docker.pkg.dev/$(GCP_PROJECT)/test-app,$(TESTAPP_REGISTRY))
 APP_IMAGE ?= $(if $(REGISTRY),$(REGISTRY)/)test-app
 OPERATOR_IMAGE ?= $(if $(REGISTRY),$(REGISTRY)/)testapp-operator
 GIT_SHA ?= $(shell git rev-parse HEAD 2>/dev/null)
@@ -118,17 +129,37 @@ guard-IMAGE: FORCE
 .PHONY: FORCE
 FORCE:
 
+.PHONY: toolchain
+toolchain: ## Install podman, buildah, runc, mmdebstrap (Debian) if missing; build the local Python base image (cached)
+	@$(TOOLCHAIN) base-image
+
+# podman never pulls here: every image it builds from is local (the Dockerfiles' upstream default
+# would otherwise be fetched from outside). Plain HTTP for the loopback registry only.
+BUILD_FLAGS = $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) \
+  $(if $(filter podman,$(DOCKER)),--pull=never)
+PUSH_FLAGS = $(if $(and $(filter podman,$(DOCKER)),$(filter 127.0.0.1:% localhost:%,$(REGISTRY))),--tls-verify=false)
+
 .PHONY: image
 image: guard-GIT_SHA ## Build the app and operator images (their tests run inside the build), tagged with the commit SHA
-	$(DOCKER) build -f Dockerfile.app --build-arg GIT_SHA=$(GIT_SHA) --build-arg APP_VERSION=$(APP_VERSION) \
+	@$(if $(filter podman,$(DOCKER)),$(TOOLCHAIN) base-image >/dev/null)
+	$(DOCKER) build -f Dockerfile.app $(BUILD_FLAGS) --build-arg GIT_SHA=$(GIT_SHA) --build-arg APP_VERSION=$(APP_VERSION) \
 	  $(foreach t,$(GIT_SHA) $(EXTRA_TAGS),-t $(APP_IMAGE):$(t)) .
-	$(DOCKER) build -f Dockerfile.operator --build-arg GIT_SHA=$(GIT_SHA) --build-arg APP_VERSION=$(APP_VERSION) \
+	$(DOCKER) build -f Dockerfile.operator $(BUILD_FLAGS) --build-arg GIT_SHA=$(GIT_SHA) --build-arg APP_VERSION=$(APP_VERSION) \
 	  $(foreach t,$(GIT_SHA) $(EXTRA_TAGS),-t $(OPERATOR_IMAGE):$(t)) .
 
 .PHONY: push
-push: guard-REGISTRY image ## Build and push both images to REGISTRY (tags: the commit SHA and EXTRA_TAGS)
-	for tag in $(GIT_SHA) $(EXTRA_TAGS); do \
-	  $(DOCKER) push $(APP_IMAGE):$$tag && $(DOCKER) push $(OPERATOR_IMAGE):$$tag || exit 1; done
+push: guard-REGISTRY image ## Build and push both images to REGISTRY (tags: the commit SHA and EXTRA_TAGS); prints their digests
+	@set -euo pipefail; digests=$$(mktemp -d); trap 'rm -rf "$$digests"' EXIT; \
+	for image in $(APP_IMAGE) $(OPERATOR_IMAGE); do \
+	  for tag in $(GIT_SHA) $(EXTRA_TAGS); do \
+	    echo "$(DOCKER) push $$image:$$tag"; \
+	    if [ "$(DOCKER)" = podman ]; then \
+	      podman push --quiet $(PUSH_FLAGS) --digestfile "$$digests/$${image##*/}" "$$image:$$tag"; \
+	    else \
+	      $(DOCKER) push "$$image:$$tag" | tee /dev/stderr | sed -n 's/.*\(sha256:[0-9a-f]\{64\}\).*/\1/p' \
+	        > "$$digests/$${image##*/}"; fi; done; \
+	done; \
+	for image in $(APP_IMAGE) $(OPERATOR_IMAGE); do echo "$$image@$$(cat "$$digests/$${image##*/}")"; done
 
 .PHONY: manifests
 manifests: guard-ENV guard-TAG guard-IMAGE ## Render k8s/overlays/ENV with spec.tag=TAG (and spec.image=IMAGE) to stdout or OUT=file

@@ -7,8 +7,9 @@
 `up` builds the multi-call binary once into ~/.cache/testapp/cluster-<hash>/ (keyed by the Go
 module's files, so every clone on this machine shares it), writes certificates and a kubeconfig
 under .cluster/ in the work tree, starts every component in one process group, and waits for them
-in order. `operator` runs the operator in the background in the same group. `down` stops the
-group. The pytest fixture in tests/conftest.py uses the same functions.
+in order. An image registry on loopback runs in the same group (`env` prints its address).
+`operator` runs the operator in the background in the same group. `down` stops the group. The
+pytest fixture in tests/conftest.py uses the same functions.
 """
 
 from __future__ import annotations
@@ -134,6 +135,94 @@ def ensure_binary(log: Callable[[str], None] = print) -> Path:
     partial.rename(binary)
     log(f"Built {binary} in {time.monotonic() - started:.0f} s")
     return binary
+
+
+# --- loopback registry --------------------------------------------------------------------------
+# go-containerregistry's registry (`crane registry serve`): `make push` puts images there for the
+# cluster's nodes to pull. It keeps manifests in memory: its images live as long as the cluster.
+CRANE_PACKAGE = "github.com/google/go-containerregistry/cmd/crane"
+CRANE_VERSION = "v0.22.1"
+
+
+def ensure_crane(log: Callable[[str], None] = print) -> Path:
+    """Return the cached crane binary, building it from the Go module proxy if missing."""
+    target_dir = CACHE_DIR / f"crane-{CRANE_VERSION}"
+    binary = target_dir / "crane"
+    if binary.exists():
+        return binary
+    if shutil.which("go") is None:
+        raise ClusterError("Go is not installed: the loopback registry is built from Go modules")
+    log(f"Building crane {CRANE_VERSION} (the loopback registry) into {target_dir}")
+    partial = CACHE_DIR / f"crane-{CRANE_VERSION}.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["go", "install", "-trimpath", f"{CRANE_PACKAGE}@{CRANE_VERSION}"],
+        cwd=partial,
+        env={**os.environ, "GOBIN": str(partial), "GOFLAGS": "", "GOWORK": "off"},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise ClusterError(f"go install {CRANE_PACKAGE}@{CRANE_VERSION} failed:\n{result.stderr}")
+    partial.rename(target_dir)
+    return binary
+
+
+def registry_address(state: Path = STATE_DIR) -> str | None:
+    """host:port of the running cluster's registry, if it has one."""
+    try:
+        return json.loads((state / "registry.json").read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def registry_answers(address: str) -> bool:
+    return http(f"http://{address}/v2/")[0] == 200
+
+
+def start_registry(
+    state: Path, pgid: int, die_with_parent: bool, log: Callable[[str], None] = print
+) -> subprocess.Popen[bytes]:
+    """Start the registry in the cluster's process group (so `down` stops it too)."""
+    crane = ensure_crane(log)
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+    disk = state / "registry"
+    shutil.rmtree(disk, ignore_errors=True)  # blobs whose manifests died with the last registry
+    disk.mkdir(parents=True)
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [crane, "registry", "serve", "--address", address, "--disk", str(disk)],
+        stdout=(state / "logs" / "registry.log").open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=preexec_join(pgid, die_with_parent),
+    )
+    (state / "registry.json").write_text(json.dumps({"address": address, "pid": process.pid}))
+    return process
+
+
+def ensure_registry(state: Path = STATE_DIR, log: Callable[[str], None] = print) -> str:
+    """The running cluster's registry address, starting the registry if the cluster has none
+    (a cluster started before the registry existed). Idempotent."""
+    cluster = read_state(state)
+    if cluster is None or not is_healthy(cluster):
+        raise ClusterError("the local control plane is not running (make cluster-up)")
+    address = registry_address(state)
+    if address and registry_answers(address):
+        return address
+    process = start_registry(state, cluster.pgid, die_with_parent=False, log=log)
+    address = registry_address(state)
+    assert address is not None
+    deadline = time.monotonic() + 30
+    wait_for(
+        "the registry /v2/",
+        lambda: registry_answers(address),
+        deadline,
+        {"registry": process},
+        "registry",
+        state,
+    )
+    return address
 
 
 # --- certificates -------------------------------------------------------------------------------
@@ -550,6 +639,7 @@ def up(
     if running:
         down(state)
     binary = ensure_binary(log)
+    ensure_crane(log)
     started = time.monotonic()
     deadline = started + timeout
     for stale in ("etcd", "logs", "apiserver-certs"):
@@ -586,6 +676,7 @@ def up(
         )
         for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
             processes[component] = start(binary, component, state, ports, pgid, die_with_parent)
+        processes["registry"] = start_registry(state, pgid, die_with_parent, log)
         http(f"{server}/api/v1/nodes", admin, "POST", node_manifest())
         default_sa = f"{server}/api/v1/namespaces/default/serviceaccounts/default"
         wait_for(
@@ -602,6 +693,16 @@ def up(
             deadline,
             processes,
             "kwok",
+            state,
+        )
+        registry = registry_address(state)
+        assert registry is not None
+        wait_for(
+            "the registry /v2/",
+            lambda: registry_answers(registry),
+            deadline,
+            processes,
+            "registry",
             state,
         )
     except BaseException:
@@ -756,6 +857,7 @@ def down(state: Path = STATE_DIR, grace: float = 10) -> None:
     reap_children()
     (state / "state.json").unlink(missing_ok=True)
     (state / "operator.pid").unlink(missing_ok=True)
+    (state / "registry.json").unlink(missing_ok=True)
 
 
 def reap_children() -> None:
@@ -840,6 +942,8 @@ def main(argv: list[str] | None = None) -> int:
             print("Local control plane stopped.")
         elif args.command == "env":
             print(f"export KUBECONFIG={kubeconfig}")
+            if registry := registry_address():
+                print(f"export TESTAPP_REGISTRY={registry}")
         elif args.command == "kubeconfig":
             print(kubeconfig)
         elif args.command == "status":
@@ -848,6 +952,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("Local control plane is not running (make cluster-up).")
                 return 1
             print(f"Running at {cluster.server}; KUBECONFIG={cluster.kubeconfig}")
+            print(f"Registry at {registry_address() or '(none: make cluster-up starts one)'}")
             reason = real_node_unavailable()
             print(f"Real node: {reason or realnode.node_name() + ' (label testapp.dev/node=real)'}")
             for component, size in sorted(rss_mb(cluster.pgid).items()):
