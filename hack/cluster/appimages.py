@@ -72,6 +72,7 @@ def build(log=print) -> None:
     podman(
         "build",
         "--quiet",
+        "--pull=never",
         "-f",
         str(REPO / "Dockerfile.app"),
         "--build-arg",
@@ -86,6 +87,7 @@ def build(log=print) -> None:
         podman(
             "build",
             "--quiet",
+            "--pull=never",
             "-t",
             f"localhost/test-app:{tag}",
             "-f",

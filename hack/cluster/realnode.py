@@ -25,7 +25,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
@@ -279,16 +279,27 @@ def placement() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Footprint:
-    """What of the host a node can change, as plain values (JSON round trip, compared with ==)."""
+    """What of the host the node can change, as plain values (JSON round trip, compared with ==).
+
+    Only what the node could have made: other tools on the machine (podman's bridges, network
+    namespaces and chains) come and go meanwhile and are none of its business. Pod network
+    namespaces are mounted under the node's dir, so `mounts` covers them.
+    """
 
     sysctls: dict[str, str] = field(default_factory=dict)
     nft_tables: list[str] = field(default_factory=list)
+    nft_chains: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
-    netns: list[str] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
     cgroups: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     processes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> Footprint:
+        """Read a recorded footprint (keys from an older version of this class are dropped)."""
+        raw = json.loads(path.read_text())
+        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
 
     def differences(self, other: Footprint) -> list[str]:
         lines = []
@@ -320,7 +331,7 @@ def run(*command: str, check: bool = False) -> subprocess.CompletedProcess[str]:
 
 def node_mounts(paths: NodePaths) -> list[str]:
     """Mount points the node may create: under its own dir or in the well-known places."""
-    watched = (str(paths.root), *OUTSIDE_PATHS, "/run/netns")
+    watched = (str(paths.root), *OUTSIDE_PATHS)
     found = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         point = line.split()[4].replace("\\040", " ")
@@ -345,17 +356,25 @@ def node_processes(paths: NodePaths) -> list[str]:
 
 
 def footprint(paths: NodePaths) -> Footprint:
-    tables = run("nft", "list", "tables").stdout.splitlines()
-    links = [
-        line.split()[1].rstrip(":").split("@")[0]
-        for line in run("ip", "-o", "link").stdout.splitlines()
-    ]
+    tables = [t.strip() for t in run("nft", "list", "tables").stdout.splitlines()]
+    # Chains as iptables-nft shows them: "table ip nat" ... "chain KUBE-...": the kubelet's and
+    # the CNI portmap plugin's prefixes.
+    chains, table = [], ""
+    for line in run("nft", "list", "chains").stdout.splitlines():
+        words = line.split()
+        if words[:1] == ["table"]:
+            table = " ".join(words[1:3])
+        elif words[:1] == ["chain"] and words[1].startswith(("KUBE-", "CNI-")):
+            chains.append(f"{table} {words[1]}")
+    links = [BRIDGE] if Path(f"/sys/class/net/{BRIDGE}").exists() else []
+    for line in run("ip", "-o", "link", "show", "master", BRIDGE).stdout.splitlines():
+        links.append(line.split()[1].rstrip(":").split("@")[0])
     cgroups = [str(d) for d in CGROUP_ROOT.glob(f"*/{CGROUP_NAME}") if d.is_dir()]
     return Footprint(
         sysctls={name: value for name in SYSCTLS if (value := read_sysctl(name)) is not None},
-        nft_tables=sorted(t.strip() for t in tables if t.strip()),
+        nft_tables=sorted(t for t in tables if t.endswith(" kube-proxy")),
+        nft_chains=sorted(chains),
         links=sorted(links),
-        netns=sorted(run("ip", "netns", "list").stdout.split()),
         mounts=sorted(node_mounts(paths)),
         cgroups=sorted(cgroups),
         paths=sorted(p for p in OUTSIDE_PATHS if os.path.lexists(p)),
@@ -673,7 +692,7 @@ def stop(paths: NodePaths, grace: float = 10) -> list[str]:
     Returns what could not be put back (empty when the host is as it was)."""
     if not paths.baseline.exists():
         return []
-    baseline = Footprint(**json.loads(paths.baseline.read_text()))
+    baseline = Footprint.load(paths.baseline)
     stop_processes(paths, ("kubelet", "kube-proxy"), grace)
     # Every container, the Pod sandboxes included, by runc's own record of them.
     runc = shutil.which("runc")
