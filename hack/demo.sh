@@ -69,6 +69,15 @@ run kubectl testapp history dev
 step "Ship a broken build to stg: it exits at start, the operator rolls back by itself"
 run kubectl patch tar test-app-stg --type=merge \
   -p '{"spec":{"tag":"broken-crash","progressDeadlineSeconds":20}}'
+echo "Waiting for the kubelet to report the broken Pods' state ..."
+deadline=$((SECONDS + 90))
+until kubectl get pods -n test-app-stg -l app.kubernetes.io/version=broken-crash \
+    -o jsonpath='{..state.waiting.reason}' | grep -q CrashLoopBackOff; do
+  ((SECONDS < deadline)) || { echo "no CrashLoopBackOff in test-app-stg" >&2; exit 1; }
+  sleep 1
+done
+run kubectl get pods -n test-app-stg
+run kubectl testapp status
 run kubectl wait tar test-app-stg --for=jsonpath='{.status.phase}'=Degraded --timeout=120s
 run kubectl get pods -n test-app-stg
 run kubectl testapp history stg
