@@ -798,17 +798,25 @@ def real_node_unavailable(state: Path = STATE_DIR) -> str | None:
         )
 
 
-def start_operator(state: Path = STATE_DIR, metrics_port: int = 8081) -> int:
+OPERATOR_METRICS_PORT = 8081
+
+
+def start_operator(state: Path = STATE_DIR) -> tuple[int, int]:
     """Run the operator in the background, in the cluster's process group (so `down` stops it
-    too); returns its pid. Idempotent."""
+    too); returns its pid and metrics port. Idempotent."""
     cluster = read_state(state)
     if cluster is None or not is_healthy(cluster):
         raise ClusterError("the local control plane is not running (make cluster-up)")
     pid_file = state / "operator.pid"
     with contextlib.suppress(OSError, ValueError):
-        pid = int(pid_file.read_text())
+        pid, *port = map(int, pid_file.read_text().split())
+        metrics_port = port[0] if port else OPERATOR_METRICS_PORT
         if b"testapp_operator" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return pid
+            return pid, metrics_port
+    # The documented port, unless the operator of another cluster on this machine has it.
+    with socket.socket() as probe:
+        taken = probe.connect_ex(("127.0.0.1", OPERATOR_METRICS_PORT)) == 0
+    metrics_port = free_ports(1)[0] if taken else OPERATOR_METRICS_PORT
     log = (state / "logs" / "operator.log").open("ab")
     process = subprocess.Popen(
         [
@@ -824,8 +832,8 @@ def start_operator(state: Path = STATE_DIR, metrics_port: int = 8081) -> int:
         stdin=subprocess.DEVNULL,
         preexec_fn=preexec_join(cluster.pgid, die_with_parent=False),
     )
-    pid_file.write_text(str(process.pid))
-    return process.pid
+    pid_file.write_text(f"{process.pid} {metrics_port}")
+    return process.pid, metrics_port
 
 
 def node_ready(server: str, admin: ssl.SSLContext, name: str = NODE_NAME) -> bool:
@@ -935,8 +943,11 @@ def main(argv: list[str] | None = None) -> int:
             print(reason or f"real node {realnode.node_name()} running")
             return 1 if reason else 0
         elif args.command == "operator":
-            pid = start_operator()
-            print(f"Operator running (pid {pid}); log: {STATE_DIR / 'logs' / 'operator.log'}")
+            pid, metrics_port = start_operator()
+            print(
+                f"Operator running (pid {pid}, metrics on 127.0.0.1:{metrics_port}); "
+                f"log: {STATE_DIR / 'logs' / 'operator.log'}"
+            )
         elif args.command == "down":
             down()
             print("Local control plane stopped.")

@@ -2,9 +2,10 @@
 
 The kubelet and kube-proxy come from the control plane's multi-call binary; containerd is built
 from the Go module proxy into ~/.cache/testapp/node-<hash>/; runc and the CNI plugins come from
-Debian. The node registers under the machine's hostname (it resolves to 127.0.0.1, so the API
-server reaches the kubelet on loopback), labelled `testapp.dev/node=real` and tainted
-`testapp.dev/node=real:NoSchedule`: only Pods that ask for it land there (see `placement`).
+Debian. The node registers under the machine's hostname (the API server dials the kubelet by
+that name, so it should resolve to a loopback address, as it does here), labelled
+`testapp.dev/node=real` and tainted `testapp.dev/node=real:NoSchedule`: only Pods that ask for
+it land there (see `placement`).
 
 One real node per machine: its bridge, nftables tables and cgroups are machine-wide, so a lock
 under /run names the cluster that owns it, and any other cluster runs kwok only. Everything the
@@ -416,12 +417,9 @@ def lock_owner() -> str | None:
     return raw["state"]
 
 
-def take_lock(paths: NodePaths) -> None:
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    LOCK.write_text(json.dumps({"state": str(paths.state), "pid": os.getpid()}))
-
-
 def hold_lock(paths: NodePaths, pid: int) -> None:
+    """Claim the machine's real node for this cluster for as long as `pid` lives."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
     LOCK.write_text(json.dumps({"state": str(paths.state), "pid": pid}))
 
 
@@ -445,7 +443,7 @@ def ensure_containerd(cache: Path, log: Callable[[str], None]) -> Path:
     partial = cache / f"node-{key}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    log(f"Building containerd {CONTAINERD_VERSION} into {target} (2-5 minutes, once)")
+    log(f"Building containerd {CONTAINERD_VERSION} into {target} (minutes, once)")
     packages = [
         f"{CONTAINERD_MODULE}/cmd/{name}@{CONTAINERD_VERSION}" for name in CONTAINERD_COMMANDS
     ]
@@ -462,7 +460,7 @@ def ensure_containerd(cache: Path, log: Callable[[str], None]) -> Path:
                 "-s -w",
                 *packages,
             ],
-            env={**os.environ, "GOBIN": str(partial)},
+            env={**os.environ, "GOBIN": str(partial), "GOWORK": "off"},
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=cache,
@@ -595,7 +593,7 @@ def start(
     containerd_dir = ensure_containerd(cache, log)
     runc = ensure_debian_tools(log)
     paths.baseline.write_text(json.dumps(asdict(footprint(paths)), indent=2))
-    take_lock(paths)
+    hold_lock(paths, os.getpid())
     write_files(paths, ports, containerd_dir, runc)
     processes = {}
     # runc, nft (kube-proxy), mount and the CNI plugins live in the sbin directories.
