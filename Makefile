@@ -26,11 +26,19 @@ $(BIN)/.installed: pyproject.toml requirements.txt
 .PHONY: venv
 venv: $(BIN)/.installed ## Create .venv with the operator, the app and the test tools
 
+# checkov has a virtualenv of its own: it pins packaging<24, which pytest 9 cannot use.
+CHECKOV_VENV := $(VENV)/checkov
+$(CHECKOV_VENV)/.installed: hack/checkov/requirements.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet -r hack/checkov/requirements.txt
+	@touch $@
+
 .PHONY: lint
-lint: venv ## ruff over the Python code, hadolint over both Dockerfiles
+lint: venv $(CHECKOV_VENV)/.installed ## ruff, hadolint over both Dockerfiles, checkov over k8s/ and every env's rendered release
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile.app Dockerfile.operator
+	$(BIN)/python hack/checkov/gate.py --checkov $(CHECKOV_VENV)/bin/checkov
 
 .PHONY: test
 test: venv lint ## Run every test (unit, cluster, pipeline); starts the local control plane itself

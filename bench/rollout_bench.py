@@ -21,14 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from testapp_dev import LiveCluster, OperatorProcess, localcluster
+from testapp_dev.node import LoadLoop, NodeReleases, appimages, wait_version
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "hack" / "cluster")]
-
-import appimages  # noqa: E402 (hack/cluster is not a package)
-import localcluster  # noqa: E402
-
-from tests.node.support import LoadLoop, NodeReleases, wait_version  # noqa: E402
-from tests.support import LiveCluster, OperatorProcess  # noqa: E402
 
 REPLICAS = 3
 # Load before the change and after the last Pod settled, so both edges are measured.

@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# realnode.py and appimages.py sit beside this file, which runs as a script or is loaded by path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realnode
 
 HERE = Path(__file__).resolve().parent

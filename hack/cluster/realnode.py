@@ -398,7 +398,10 @@ def unavailable_reason(paths: NodePaths) -> str | None:
         )
     owner = lock_owner()
     if owner is not None and owner != str(paths.state):
-        return f"the real node of this machine belongs to the cluster in {owner} (one per machine)"
+        return (
+            f"the real node of this machine belongs to the cluster in {owner} "
+            "(one per machine: stopping that cluster frees it)"
+        )
     if (
         not CGROUP_ROOT.joinpath("memory").is_dir()
         and not CGROUP_ROOT.joinpath("cgroup.controllers").exists()

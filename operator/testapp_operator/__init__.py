@@ -24,3 +24,8 @@ CHANGE_CAUSE_ANNOTATION = f"{GROUP}/change-cause"
 OUTCOME_ANNOTATION = f"{GROUP}/outcome"
 # On the Deployment's Pod template: the revision it runs.
 REVISION_ANNOTATION = f"{GROUP}/revision"
+# On the Deployment: the fingerprint of the snapshot it runs, and the release generation it was
+# last written for (docs/design.md, Two operators at once). Labels, not annotations: a
+# Deployment's generation moves with its annotations, and the status would report a rollout.
+SNAPSHOT_LABEL = f"{GROUP}/snapshot"
+GENERATION_LABEL = f"{GROUP}/generation"

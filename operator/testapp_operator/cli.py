@@ -65,9 +65,12 @@ def default_cause(environ: Mapping[str, str]) -> str:
     return cause
 
 
-def deploy_patch(tag: str, cause: str, image: str | None = None) -> dict[str, Any]:
-    """One merge patch: the new tag, no pin (a new release is a deliberate roll-forward), why."""
-    spec: dict[str, Any] = {"tag": tag, "revision": None}
+def deploy_patch(
+    tag: str, cause: str, image: str | None = None, digest: str | None = None
+) -> dict[str, Any]:
+    """One merge patch: the new tag and its digest, no pin (a new release is a deliberate
+    roll-forward), why. No digest clears the old one: it belongs to the old tag's bytes."""
+    spec: dict[str, Any] = {"tag": tag, "digest": digest, "revision": None}
     if image is not None:
         spec["image"] = image
     return {"metadata": {"annotations": {CHANGE_CAUSE_ANNOTATION: cause}}, "spec": spec}
@@ -128,6 +131,7 @@ class Source:
     revision: int
     image: str  # repository, without tag
     tag: str
+    digest: str | None = None  # the bytes that ran there, when pinned by digest
 
 
 def promote_source(body: Body) -> Source:
@@ -144,7 +148,7 @@ def promote_source(body: Body) -> Source:
             "promote only what has been Ready"
         )
     repo, _ = split_image(entry.get("image") or status.get("image", ""))
-    return Source(revision=revision, image=repo, tag=entry["tag"])
+    return Source(revision=revision, image=repo, tag=entry["tag"], digest=entry.get("digest"))
 
 
 # --- pure: waiting ----------------------------------------------------------------------------
@@ -542,11 +546,17 @@ def _finish(
 
 
 def _deploy(
-    kube: Kube, name: str, tag: str, image: str | None, cause: str, args: argparse.Namespace
+    kube: Kube,
+    name: str,
+    tag: str,
+    image: str | None,
+    cause: str,
+    args: argparse.Namespace,
+    digest: str | None = None,
 ) -> int:
     kube.get_release(name)  # a clear "not found" before anything is written
-    _say(f"{name}: deploying tag {tag} ({cause})")
-    written = kube.patch_release(name, deploy_patch(tag, cause, image))
+    _say(f"{name}: deploying tag {tag}{f'@{digest}' if digest else ''} ({cause})")
+    written = kube.patch_release(name, deploy_patch(tag, cause, image, digest))
     return _finish(kube, name, written, args, tag=tag)
 
 
@@ -568,7 +578,7 @@ def cmd_history(kube: Kube, args: argparse.Namespace) -> int:
 
 def cmd_deploy(kube: Kube, args: argparse.Namespace) -> int:
     cause = args.cause or default_cause(os.environ)
-    return _deploy(kube, release_name(args.env), args.tag, args.image, cause, args)
+    return _deploy(kube, release_name(args.env), args.tag, args.image, cause, args, args.digest)
 
 
 def cmd_rollback(kube: Kube, args: argparse.Namespace) -> int:
@@ -602,7 +612,7 @@ def cmd_promote(kube: Kube, args: argparse.Namespace) -> int:
         raise CliError(f"cannot promote {KIND} {source_name} to itself")
     source = promote_source(kube.get_release(source_name))
     cause = args.cause or f"promoted from {env_of(source_name)} revision {source.revision}"
-    return _deploy(kube, target_name, source.tag, source.image, cause, args)
+    return _deploy(kube, target_name, source.tag, source.image, cause, args, source.digest)
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -642,6 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("env", help=env_help)
     sub.add_argument("--tag", required=True, help="image tag to deploy")
     sub.add_argument("--image", help="image repository, without tag (default: keep)")
+    sub.add_argument(
+        "--digest", help="the tag's image digest, sha256:<hex>: Pods run exactly it (default: none)"
+    )
     sub.add_argument("--cause", help="change cause (default: from GitLab CI variables or $USER)")
     sub = command("rollback", cmd_rollback, "pin the previous Ready revision and wait", waiting)
     sub.add_argument("env", help=env_help)

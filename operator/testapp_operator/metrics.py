@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-PHASES = ("Progressing", "Ready", "Degraded", "Paused")
+from testapp_operator.status import PHASES
 
 RECONCILES = Counter(
     "testapp_reconciles", "Reconciles of TestAppReleases, by result (ok or error).", ["result"]
@@ -26,10 +26,24 @@ DRIFT_CORRECTIONS = Counter(
 )
 
 
-def publish_phases(phases: Mapping[str, str]) -> None:
-    """Set the per-phase gauge from each release's current phase."""
+def track_phases(phases: Callable[[], Iterable[str]]) -> None:
+    """The per-phase gauge, counted from every release's current phase at each scrape."""
     for name in PHASES:
-        RELEASES.labels(phase=name).set(sum(1 for p in phases.values() if p == name))
+        RELEASES.labels(phase=name).set_function(
+            lambda name=name: sum(1 for phase in phases() if phase == name)
+        )
+
+
+def count_event(reason: str) -> None:
+    """Decisions are counted as their events are recorded: one place says what happened."""
+    if reason == "RevisionCreated":
+        REVISIONS_CREATED.inc()
+    elif reason == "DriftCorrected":
+        DRIFT_CORRECTIONS.inc()
+    elif reason == "RolledBack":
+        ROLLBACKS.labels(kind="manual").inc()
+    elif reason == "AutoRolledBack":
+        ROLLBACKS.labels(kind="automatic").inc()
 
 
 def serve(port: int) -> None:

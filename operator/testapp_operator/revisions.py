@@ -4,7 +4,7 @@ Pure: no I/O. The rules are those of docs/design.md, section Revisions. A reconc
 
     release = Release.from_body(body)
     revisions = [Revision.from_controller_revision(cr) for cr in <ControllerRevisions>]
-    rollout = status.observe_deployment(<Deployment or None>)
+    rollout = rollout.observe_deployment(<Deployment or None>)
     p = plan(release, revisions, rollout)
     p.create      -> apply render.controller_revision(release, p.create)      (if not None)
     p.deploy      -> apply namespace/deployment/service for p.target           (if True)
@@ -30,13 +30,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from testapp_operator import CHANGE_CAUSE_ANNOTATION, OUTCOME_ANNOTATION
 from testapp_operator.release import Release, ReleaseError, Snapshot
-
-if TYPE_CHECKING:
-    from testapp_operator.status import Rollout
+from testapp_operator.rollout import Rollout
 
 
 class Outcome(enum.StrEnum):
@@ -153,7 +151,7 @@ def plan(release: Release, revisions: Iterable[Revision], rollout: Rollout) -> P
         message = f"pinned to revision {pinned.number}; clear spec.revision to roll forward"
         target, create = pinned, None
     else:
-        decision, message, target, create = _unpinned(release, history, deployed)
+        decision, message, target, create = _unpinned(release, history, rollout)
     if target.number != deployed:
         outcomes.update(_handover(running, target))
     after_create = [*history, create] if create else history
@@ -175,11 +173,23 @@ def after(plan: Plan, revisions: Iterable[Revision]) -> tuple[Revision, ...]:
 
 
 def _unpinned(
-    release: Release, history: list[Revision], deployed: int | None
+    release: Release, history: list[Revision], rollout: Rollout
 ) -> tuple[Decision, str, Revision, Revision | None]:
     latest = history[-1] if history else None
     desired = release.snapshot
+    deployed = rollout.revision
     if latest is None or latest.snapshot != desired:
+        if (
+            deployed is not None
+            and deployed > (latest.number if latest else 0)
+            and rollout.snapshot == desired.fingerprint
+        ):
+            # The spec runs under a number no stored revision has: its record was lost (a crash
+            # or a failed write after the Deployment's) or is another operator's, not seen yet.
+            # Record it under that number: one snapshot, one number.
+            recorded = Revision(deployed, desired, Outcome.PROGRESSING, release.change_cause)
+            message = f"revision {deployed} recorded: it runs {desired.image_ref}"
+            return Decision.CREATED, message, recorded, recorded
         # Never reuse a number, even one whose ControllerRevision was deleted by hand.
         number = max(latest.number if latest else 0, deployed or 0) + 1
         created = Revision(number, desired, Outcome.PROGRESSING, release.change_cause)
@@ -208,7 +218,7 @@ def _describe(old: Snapshot, new: Snapshot) -> str:
     """What changed between two snapshots, for the log line and the event."""
     changes = [
         f"{name} {getattr(old, name)} -> {getattr(new, name)}"
-        for name in ("image", "tag")
+        for name in ("image", "tag", "digest")
         if getattr(old, name) != getattr(new, name)
     ]
     changes += [

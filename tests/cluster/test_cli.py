@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.support import LiveCluster
+from testapp_dev import LiveCluster
 
 pytestmark = pytest.mark.cluster
 

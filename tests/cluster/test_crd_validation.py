@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testapp_dev import LiveCluster, wait_until
 from testapp_operator.release import Release
 from testapp_operator.revisions import Outcome, Revision, plan
 from testapp_operator.status import Rollout, compute_status
-
-from tests.support import LiveCluster, wait_until
 
 pytestmark = pytest.mark.cluster
 

@@ -5,31 +5,15 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.support import LiveCluster, OperatorProcess, wait_until
+from testapp_dev import IMAGE, LiveCluster, OperatorProcess, manifest, unique, wait_until
 
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE = "registry.example.com/test-app"
-
-
-def unique(prefix: str = "rel") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def manifest(name: str, env: str = "dev", tag: str = "1.0.0", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "testapp.dev/v1",
-        "kind": "TestAppRelease",
-        "metadata": {"name": name},
-        "spec": {"env": env, "image": IMAGE, "tag": tag, **spec},
-    }
 
 
 def release(cluster: LiveCluster, name: str) -> dict[str, Any]:

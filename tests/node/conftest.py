@@ -6,13 +6,11 @@ import os
 import sys
 from pathlib import Path
 
-import appimages
-import localcluster
 import pytest
-import realnode
+from testapp_dev import LiveCluster, OperatorProcess, localcluster
+from testapp_dev.node import NodeReleases, appimages
 
-from tests.node.support import NodeReleases
-from tests.support import LiveCluster, OperatorProcess
+realnode = localcluster.realnode
 
 
 def started_by_us(cluster: LiveCluster) -> bool:

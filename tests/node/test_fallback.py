@@ -7,10 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import localcluster
 import pytest
-
-from tests.support import LiveCluster
+from testapp_dev import LiveCluster, localcluster
 
 pytestmark = pytest.mark.cluster
 
@@ -33,7 +31,7 @@ def test_a_second_cluster_on_the_machine_runs_kwok_and_says_why(
 
     reason = (
         f"the real node of this machine belongs to the cluster in {cluster.state_dir} "
-        "(one per machine)"
+        "(one per machine: stopping that cluster frees it)"
     )
     assert kwok_ready
     assert f"Real node not started, Pods run on kwok only: {reason}" in lines

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import time
 
-import appimages
 import pytest
-
-from tests.node.support import NodeReleases, pod_ready, revision_of, version, wait_version
-from tests.support import LiveCluster, wait_until
+from testapp_dev import LiveCluster, wait_until
+from testapp_dev.node import (
+    NodeReleases,
+    appimages,
+    pod_ready,
+    revision_of,
+    version,
+    wait_version,
+)
 
 pytestmark = pytest.mark.cluster
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import localcluster
 import pytest
-import realnode
+from testapp_dev import LiveCluster, localcluster
+from testapp_dev.node import NodeReleases
 
 from tests.node.conftest import started_by_us
-from tests.node.support import NodeReleases
-from tests.support import LiveCluster
+
+realnode = localcluster.realnode
 
 pytestmark = pytest.mark.cluster
 

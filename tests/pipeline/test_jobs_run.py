@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from testapp_dev import LiveCluster, wait_until
 
 from tests.pipeline.gitlab import Trigger, run_job
-from tests.support import LiveCluster, wait_until
 
 pytestmark = pytest.mark.cluster
 

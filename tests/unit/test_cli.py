@@ -117,16 +117,32 @@ def test_default_cause_with_only_a_pipeline_url() -> None:
     assert cli.default_cause({"CI_PIPELINE_URL": "https://ci/1"}) == "deploy, pipeline https://ci/1"
 
 
-def test_deploy_patch_sets_tag_clears_pin_and_records_cause_in_one_patch() -> None:
+def test_deploy_patch_sets_tag_clears_pin_and_digest_and_records_cause_in_one_patch() -> None:
     assert cli.deploy_patch("v4", "why") == {
         "metadata": {"annotations": {"testapp.dev/change-cause": "why"}},
-        "spec": {"tag": "v4", "revision": None},
+        "spec": {"tag": "v4", "digest": None, "revision": None},
     }
 
 
 def test_deploy_patch_sets_the_image_only_when_given() -> None:
     patch = cli.deploy_patch("v4", "why", image="other.local/test-app")
-    assert patch["spec"] == {"tag": "v4", "revision": None, "image": "other.local/test-app"}
+    assert patch["spec"] == {
+        "tag": "v4",
+        "digest": None,
+        "revision": None,
+        "image": "other.local/test-app",
+    }
+
+
+def test_deploy_patch_records_the_digest_with_the_tag() -> None:
+    digest = "sha256:" + "e" * 64
+    assert cli.deploy_patch("v4", "why", digest=digest)["spec"]["digest"] == digest
+
+
+def test_promote_carries_the_digest_that_ran() -> None:
+    digest = "sha256:" + "e" * 64
+    history = [entry(2, "v2", "Ready", digest=digest)]
+    assert cli.promote_source(release(revision=2, history=history)).digest == digest
 
 
 def test_pin_patch_pins_and_unpins() -> None:

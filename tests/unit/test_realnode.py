@@ -10,7 +10,9 @@ import tarfile
 import tomllib
 from pathlib import Path
 
-import realnode  # hack/cluster is on sys.path (tests/conftest.py)
+from testapp_dev import localcluster
+
+realnode = localcluster.realnode
 
 PATHS = realnode.NodePaths(Path("/work/x/.cluster"))
 PORTS = realnode.NodePorts(kubelet=1, kubelet_healthz=2, proxy_healthz=3, proxy_metrics=4, stream=5)
@@ -129,7 +131,8 @@ def test_a_node_owned_by_another_cluster_sends_this_one_to_kwok(
     reason = realnode.unavailable_reason(PATHS)
 
     assert reason == (
-        f"the real node of this machine belongs to the cluster in {other.state} (one per machine)"
+        f"the real node of this machine belongs to the cluster in {other.state} "
+        "(one per machine: stopping that cluster frees it)"
     )
     assert realnode.unavailable_reason(other) is None
 

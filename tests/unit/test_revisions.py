@@ -15,7 +15,7 @@ from testapp_operator.revisions import (
     outcome_after,
     plan,
 )
-from testapp_operator.status import Rollout
+from testapp_operator.rollout import Rollout
 
 P, R, F, S = Outcome.PROGRESSING, Outcome.READY, Outcome.FAILED, Outcome.SUPERSEDED
 IMAGE = "registry.example.com/test-app"
@@ -77,6 +77,7 @@ def test_an_unchanged_world_changes_nothing() -> None:
     [
         ({"tag": "9"}, True),
         ({"image": "registry.example.com/other"}, True),
+        ({"digest": "sha256:" + "1" * 64}, True),
         ({"labels": (("team", "web"),)}, True),
         ({"resources": Resources(limits=(("cpu", "2"),))}, True),
         ({"replicas": 5}, False),
@@ -101,6 +102,26 @@ def test_a_new_revision_says_what_changed() -> None:
     result = plan(spec, history(R, R), running(2))
 
     assert result.message == "revision 3 created: tag 2 -> 3, labels changed"
+
+
+def test_a_new_digest_for_the_same_tag_is_a_new_revision_and_says_so() -> None:
+    # A tag moved to other bytes (a rebuild pushed again): what runs changes, so history does.
+    old, new = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    ran = [Revision(1, replace(snap("1"), digest=old), R)]
+
+    result = plan(replace(release("1"), digest=new), ran, running(1))
+
+    assert result.create.snapshot.digest == new
+    assert result.message == f"revision 2 created: digest {old} -> {new}"
+
+
+def test_a_rollback_runs_the_digest_the_revision_ran() -> None:
+    old = "sha256:" + "1" * 64
+    ran = [Revision(1, replace(snap("1"), digest=old), R), Revision(2, snap("2"), R)]
+
+    result = plan(replace(release("2"), pin=1), ran, running(2))
+
+    assert result.target.snapshot.reference == f"{IMAGE}:1@{old}"
 
 
 def test_numbers_are_never_reused_after_pruning() -> None:
@@ -402,3 +423,21 @@ def test_a_corrupt_controller_revision_names_the_field(mutate: Any, field: str) 
         Revision.from_controller_revision(obj)
 
     assert field in error.value.field
+
+
+def test_a_running_spec_without_its_record_is_recorded_under_the_number_it_runs_with() -> None:
+    rollout = replace(running(3), snapshot=snap("3").fingerprint)
+
+    result = plan(release("3"), history(R, R), rollout)
+
+    assert result.decision is Decision.CREATED
+    assert result.create == result.target == Revision(3, snap("3"), P)
+    assert result.deploy is False
+
+
+def test_a_deployment_running_another_snapshot_is_not_taken_as_the_specs_record() -> None:
+    rollout = replace(running(3), snapshot=snap("9").fingerprint)
+
+    result = plan(release("3"), history(R, R), rollout)
+
+    assert result.create.number == 4

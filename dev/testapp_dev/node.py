@@ -1,21 +1,28 @@
-"""Releases on the real node, and a bounded HTTP load loop through a Service (tests and bench)."""
+"""Releases on the real node (hack/cluster/realnode.py), and a bounded HTTP load loop through a
+Service: for the end-to-end tests (tests/node/) and the zero-downtime bench."""
 
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import statistics
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import localcluster
+from testapp_operator import REVISION_ANNOTATION
 
-from tests.support import LiveCluster, wait_until
+from testapp_dev.cluster import LiveCluster, localcluster
+from testapp_dev.releases import manifest, unique
+from testapp_dev.waits import wait_until
+
+# hack/cluster/appimages.py: importable once the launcher beside it is loaded (it puts its
+# directory on sys.path).
+appimages = importlib.import_module("appimages")
 
 
 class NodeReleases:
@@ -27,24 +34,13 @@ class NodeReleases:
         self.names: list[str] = []
 
     def create(self, tag: str, replicas: int = 1, prefix: str = "node", **spec: Any) -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        name = unique(prefix)
         self.names.append(name)
         running = localcluster.read_state(Path(self.cluster.state_dir))
         assert running is not None
         localcluster.place_on_real_node(running, name)
-        manifest = {
-            "apiVersion": "testapp.dev/v1",
-            "kind": "TestAppRelease",
-            "metadata": {"name": name},
-            "spec": {
-                "env": "dev",
-                "image": self.repository,
-                "tag": tag,
-                "replicas": replicas,
-                **spec,
-            },
-        }
-        self.cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        body = manifest(name, tag, image=self.repository, replicas=replicas, **spec)
+        self.cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
         return name
 
     def patch(self, name: str, spec: dict[str, Any]) -> None:
@@ -94,7 +90,7 @@ def pod_ready(pod: dict[str, Any]) -> bool:
 
 
 def revision_of(pod: dict[str, Any]) -> int:
-    return int(pod["metadata"]["annotations"].get("testapp.dev/revision", 0))
+    return int(pod["metadata"]["annotations"].get(REVISION_ANNOTATION, 0))
 
 
 def get_json(url: str, path: str, timeout: float = 2) -> tuple[int, dict[str, Any]]:
