@@ -59,7 +59,7 @@ test-unit: venv ## Only the tests that need no cluster and build no image
 	$(BIN)/pytest -m 'not cluster and not images'
 
 .PHONY: bench
-bench: bench-app bench-operator bench-images ## Run every benchmark (loopback only, bounded durations)
+bench: bench-app bench-rollout bench-operator bench-images ## Run every benchmark (loopback only, bounded durations)
 
 .PHONY: bench-operator
 bench-operator: venv ## The operator on the local control plane: change latency, 300 releases, writes, idle, RSS -> bench/results.json
@@ -69,17 +69,21 @@ bench-operator: venv ## The operator on the local control plane: change latency,
 bench-images: venv ## Both images with podman: cold build, rebuild after a code change, sizes, app start to /readyz -> bench/images.json
 	$(BIN)/python bench/images_bench.py --out bench/images.json
 
+.PHONY: bench-rollout
+bench-rollout: venv ## Zero downtime on the real node: requests through the Service during a rollout and a rollback -> bench/rollout.json
+	$(BIN)/python bench/rollout_bench.py --out bench/rollout.json
+
 .PHONY: bench-app
 bench-app: venv ## test-app (hug) vs bare falcon under the same gunicorn, with wrk -> bench/app.json
 	@command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/app_bench.py --out bench/app.json
 
 .PHONY: cluster-up
-cluster-up: venv ## Build (once, cached) and start the local control plane; idempotent
+cluster-up: venv ## Build (once, cached) and start the local control plane and the real node (or say why not); idempotent
 	$(CLUSTER) up
 
 .PHONY: cluster-down
-cluster-down: venv ## Stop the local control plane and everything it started
+cluster-down: venv ## Stop the local control plane and everything it started; put the host back as the real node found it
 	$(CLUSTER) down
 
 .PHONY: cluster-env
