@@ -11,9 +11,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from testapp_dev import IMAGE, LiveCluster, OperatorProcess
+from testapp_dev import LiveCluster, OperatorProcess
 
-from tests.cluster.test_operator import create, patch, release, running_image, wait_ready
+from tests.cluster.test_operator import IMAGE, create, patch, release, running_image, wait_ready
 
 pytestmark = pytest.mark.cluster
 

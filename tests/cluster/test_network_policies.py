@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-from testapp_dev import LiveCluster, OperatorProcess, unique, wait_until
+from testapp_dev import LiveCluster, OperatorProcess, wait_until
 
-from tests.cluster.test_operator import create, patch, wait_ready
+from tests.cluster.test_operator import create, patch, unique, wait_ready
 
 pytestmark = pytest.mark.cluster
 

@@ -180,6 +180,8 @@ def test_repositories_without_tag_are_accepted(image: str) -> None:
         ({"resources": {"claims": []}}, "spec.resources"),
         ({"resources": {"limits": {"cpu": [1]}}}, "spec.resources.limits.cpu"),
         ({"paused": "yes"}, "spec.paused"),
+        ({"retryAt": "yesterday"}, "spec.retryAt"),
+        ({"restartAt": 5}, "spec.restartAt"),
         ({"digest": "sha256:" + "A" * 64}, "spec.digest"),
         ({"digest": "sha256:" + "a" * 63}, "spec.digest"),
         ({"digest": "sha512:" + "a" * 128}, "spec.digest"),
@@ -260,6 +262,17 @@ def test_a_corrupt_snapshot_names_the_data_field(data: Any, field: str) -> None:
         Snapshot.from_data(data)
 
     assert error.value.field == field
+
+
+def test_retry_and_restart_times_are_read_as_given() -> None:
+    release = Release.from_body(
+        body(retryAt="2025-06-01T12:00:00Z", restartAt="2025-06-01T12:00:00.5+02:00")
+    )
+
+    assert (release.retry_at, release.restart_at) == (
+        "2025-06-01T12:00:00Z",
+        "2025-06-01T12:00:00.5+02:00",
+    )
 
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
