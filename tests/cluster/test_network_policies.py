@@ -2,9 +2,9 @@
 its Pods on the `http` port, drift-corrected, changed by spec.ingressFrom, removed with it; and the
 operator's own policies.
 
-Enforcement is not tested here: the local node is kwok, which runs no container and no network
-plugin, so nothing enforces a NetworkPolicy locally (the API server stores them, nothing applies
-them). What is tested is what a plugin would enforce: which Pods each policy selects (the API
+Enforcement is not tested here: neither local node enforces NetworkPolicy (kwok runs no network;
+the real node's CNI `bridge` plugin does not implement it), so the API server stores the policies
+and nothing applies them. What is tested is what a plugin would enforce: which Pods each policy selects (the API
 server's own label selection), which ports, which peers, and that no egress is allowed.
 """
 
