@@ -25,11 +25,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.images.podman import Podman, clean_copy, toolchain_podman  # noqa: E402
-from tests.support import free_port  # noqa: E402
+from testapp_dev import free_port
+from testapp_dev.podman import Podman, clean_copy, toolchain_podman
 
 # A code-only change per image: a comment in a module the runtime stage copies.
 CODE_CHANGES = {

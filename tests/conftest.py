@@ -1,26 +1,51 @@
-"""Fixtures shared by every test: the live local control plane (started once per session)."""
+"""Fixtures shared by every test: the live local control plane (started once per session).
+
+The session's control plane lives in its own state directory (`TEST_CLUSTER_DIR`, .cluster-test/
+unless TESTAPP_CLUSTER_DIR names another), never the one `make demo` leaves running in .cluster/:
+an operator left running there would reconcile the tests' releases beside the tests' own.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.support import LiveCluster, OperatorProcess, service_account_kubeconfig
+from testapp_dev import (
+    TEST_CLUSTER_DIR,
+    LiveCluster,
+    OperatorProcess,
+    localcluster,
+    service_account_kubeconfig,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack" / "cluster"))
+# Helper processes the tests start (the launcher, kubectl plugins) find the same control plane.
+os.environ["TESTAPP_CLUSTER_DIR"] = str(TEST_CLUSTER_DIR)
 
-import localcluster  # noqa: E402 (hack/cluster is not a package)
+
+def pytest_report_header() -> str:
+    return f"control plane for cluster tests: {TEST_CLUSTER_DIR} (not the demo's)"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the control plane is a `cluster` test, marked or not: `make test-unit`
+    (-m 'not cluster') then never starts one."""
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[LiveCluster]:
-    """The local control plane: reused if `make cluster-up` started one, else started here."""
-    with localcluster.running(log=lambda line: print(line, file=sys.stderr)) as running:
+    """The local control plane: reused if one runs in TEST_CLUSTER_DIR, else started here."""
+    with localcluster.running(
+        TEST_CLUSTER_DIR, log=lambda line: print(line, file=sys.stderr)
+    ) as running:
         yield LiveCluster(
             kubeconfig=running.kubeconfig, server=running.server, state_dir=running.state_dir
         )
@@ -46,10 +71,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def crd(cluster: LiveCluster) -> None:
-    """The TestAppRelease CRD installed and served."""
-    cluster.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
-    cluster.kubectl(
-        "wait", "crd/testappreleases.testapp.dev", "--for=condition=Established", "--timeout=30s"
+    """The TestAppRelease CRD installed and served, as `make install-crd` installs it."""
+    subprocess.run(
+        [sys.executable, "-m", "testapp_operator.install", "crd"],
+        cwd=REPO,
+        env=cluster.env,
+        check=True,
+        timeout=120,
     )
 
 

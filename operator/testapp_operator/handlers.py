@@ -9,17 +9,25 @@ the children it made before deciding anything.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION
+from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION, health, metrics
 from testapp_operator.drift import compact
+from testapp_operator.events import EventRecorder
 from testapp_operator.kube import Kube
-from testapp_operator.reconciler import CHILD_DELAY, Reconciler, World
+from testapp_operator.queue import WorkQueue
+from testapp_operator.reconciler import Reconciler, World
 
 MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+# Spec changes are reconciled at once; child events wait a little so a rollout's burst of status
+# updates becomes one reconcile and one status write.
+CHILD_DELAY = 1.0
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -38,6 +46,17 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+@dataclass
+class Shell:
+    """What every handler shares. Kopf hands each object a shallow copy of the startup memo, so
+    the reconciler and its queue hang off this one object, made at startup: one queue for every
+    release (one reconcile of a release at a time, one bound), one cache of our writes."""
+
+    kube: Kube
+    reconciler: Reconciler | None = None
+    queue: WorkQueue | None = None
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Should Kopf ever store state, it goes under our own prefix, not kopf.zalando.org.
@@ -54,12 +73,32 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # A replica that dies without saying goodbye is replaced after this many seconds.
     settings.peering.lifetime = 15
     # The API client does discovery on creation: keep that I/O off the event loop.
-    memo.reconciler = Reconciler(kube=await asyncio.to_thread(Kube))
+    memo.shell = Shell(await asyncio.to_thread(Kube))
+    if memo.get("readiness"):
+        memo.health = await health.serve(memo.readiness, functools.partial(ready, memo))
+
+
+async def ready(memo: kopf.Memo) -> health.Verdict:
+    if memo.standalone:
+        return health.Verdict(True, "standalone: started")
+    status = await memo.shell.kube.peering_status(memo.peering)
+    return health.readiness(status, memo.priority, memo.watch_clock.since(), datetime.now(UTC))
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    memo.reconciler.kube.close()
+    if memo.get("health"):
+        await memo.health.cleanup()
+    memo.shell.kube.close()
+
+
+# Every peer's keep-alive changes the peering object every few seconds; Kopf delivers it here only
+# while this replica is active and every index has its initial listing: the readiness of the
+# active replica (health.py).
+@kopf.on.event("kopf.dev", "v1", "clusterkopfpeerings")
+async def peering_seen(name: str, memo: kopf.Memo, **_: Any) -> None:
+    if name == memo.get("peering"):
+        memo.watch_clock.tick()
 
 
 def kept(body: kopf.Body) -> str:
@@ -93,16 +132,24 @@ async def services(name: str, namespace: str, body: kopf.Body, **_: Any) -> dict
     return {name: kept(body)} if name == namespace else None
 
 
+# A release's NetworkPolicies live in its namespace and are named `<release>-<purpose>`.
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
+async def networkpolicies(
+    name: str, namespace: str, body: kopf.Body, **_: Any
+) -> dict[str, str] | None:
+    return {name: kept(body)} if name.startswith(f"{namespace}-") else None
+
+
 @kopf.index("apps", "v1", "controllerrevisions", labels={RELEASE_LABEL: kopf.PRESENT})
 async def controllerrevisions(labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[str, str]:
     return {labels[RELEASE_LABEL]: kept(body)}
 
 
-def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> Reconciler:
-    """The reconciler, reading the indexes Kopf passes to every handler (the same objects on
-    every call)."""
-    reconciler: Reconciler = memo.reconciler
-    if reconciler.world is None:
+def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, WorkQueue]:
+    """The reconciler and its queue, made on the first event: they read the indexes Kopf passes
+    to every handler (the same objects on every call)."""
+    shell: Shell = memo.shell
+    if shell.reconciler is None or shell.queue is None:
 
         def one(index: kopf.Index) -> Any:
             def lookup(key: str) -> dict[str, Any] | None:
@@ -112,33 +159,49 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> Reconciler:
             return lookup
 
         revisions = indexes["controllerrevisions"]
-        reconciler.world = World(
+        world = World(
             release=one(indexes["releases"]),
-            namespace=one(indexes["namespaces"]),
-            deployment=one(indexes["deployments"]),
-            service=one(indexes["services"]),
+            children={
+                "Namespace": one(indexes["namespaces"]),
+                "Deployment": one(indexes["deployments"]),
+                "Service": one(indexes["services"]),
+                "NetworkPolicy": one(indexes["networkpolicies"]),
+            },
             revisions=lambda key: [json.loads(text) for text in revisions.get(key, ())],
         )
-    return reconciler
+        shell.reconciler = Reconciler(shell.kube, world, EventRecorder(shell.kube.event))
+        # As many reconciles at once as the API client has threads.
+        shell.queue = WorkQueue(shell.reconciler.reconcile, limit=shell.kube.threads)
+        metrics.track_phases(shell.reconciler.phases)
+        metrics.track_releases(shell.reconciler.running)
+    return shell.reconciler, shell.queue
 
 
-INDEXES = ("releases", "namespaces", "deployments", "services", "controllerrevisions")
+INDEXES = (
+    "releases",
+    "namespaces",
+    "deployments",
+    "services",
+    "networkpolicies",
+    "controllerrevisions",
+)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def release_changed(name: str, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-    reconciler = bind(memo, {key: kwargs[key] for key in INDEXES})
+    reconciler, queue = bind(memo, {key: kwargs[key] for key in INDEXES})
     if type == "DELETED":
         reconciler.forget(name)
     else:
-        reconciler.trigger(name)
+        queue.add(name)
 
 
-# A release's children all carry its name: the Namespace is named after it, the Deployment and
-# Service live in that namespace.
+# A release's children all carry its name: the Namespace is named after it, the Deployment,
+# Service and NetworkPolicies live in that namespace.
 @kopf.on.event("", "v1", "namespaces", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("", "v1", "services", labels=MANAGED)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
 async def child_changed(
     name: str,
     namespace: str | None,
@@ -147,7 +210,8 @@ async def child_changed(
     memo: kopf.Memo,
     **kwargs: Any,
 ) -> None:
-    reconciler = bind(memo, {key: kwargs[key] for key in INDEXES})
+    reconciler, queue = bind(memo, {key: kwargs[key] for key in INDEXES})
+    release = namespace or name
     if type == "DELETED":
-        reconciler.child_deleted(resource.kind, name)
-    reconciler.trigger(namespace or name, CHILD_DELAY)
+        reconciler.child_deleted(release, resource.kind, name)
+    queue.add(release, CHILD_DELAY)

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from testapp_operator import FIELD_MANAGER, GROUP, VERSION
+from testapp_operator.conditions import timestamp
 
 T = TypeVar("T")
 Body = dict[str, Any]
@@ -31,6 +32,7 @@ KINDS = (
     ("v1", "Event"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "ControllerRevision"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
     (f"{GROUP}/{VERSION}", "TestAppRelease"),
 )
 
@@ -73,7 +75,7 @@ class Kube:
     async def _request(self, call: Callable[..., Any], **kwargs: Any) -> bytes:
         """A dynamic-client call whose response is read to the end in the worker thread and kept
         as bytes. Reading it all hands the connection back to the pool: a response left unread
-        kept its connection, and the next call paid for a new TLS handshake (~20 ms here)."""
+        kept its connection, and the next call paid for a new TLS handshake (docs/benchmarks.md)."""
         return await self._run(lambda: call(serialize=False, **kwargs).data)
 
     async def _call(self, call: Callable[..., Any], **kwargs: Any) -> Body:
@@ -109,29 +111,41 @@ class Kube:
             field_manager=FIELD_MANAGER,
         )
 
-    async def delete(self, kind: str, name: str, namespace: str | None) -> None:
+    async def delete(self, kind: str, name: str, namespace: str | None) -> bool:
+        """True when this call deleted it, False when it was already gone."""
         try:
             await self._request(self._resources[kind].delete, name=name, namespace=namespace)
         except ApiException as error:
             if error.status != 404:
                 raise
+            return False
+        return True
 
-    async def patch_release_status(self, name: str, status: Body) -> Body:
-        """Merge-patch the release's status subresource (`None` values remove fields)."""
+    async def patch_release_status(self, name: str, status: Body, resource_version: str) -> Body:
+        """Merge-patch the release's status subresource (`None` values remove fields), only if
+        the release is still at `resource_version` (409 Conflict otherwise)."""
         return await self._call(
             self._resources["TestAppRelease"].status.patch,
             name=name,
-            body={"status": status},
+            body={"metadata": {"resourceVersion": resource_version}, "status": status},
             content_type="application/merge-patch+json",
             field_manager=FIELD_MANAGER,
         )
+
+    async def peering_status(self, name: str) -> Body | None:
+        """The status of Kopf's ClusterKopfPeering `name` (its peers): the readiness probe's one
+        read. Resolved when first asked: a standalone operator needs no peering CRD."""
+        resource = await self._run(
+            self._dynamic.resources.get, api_version="kopf.dev/v1", kind="ClusterKopfPeering"
+        )
+        return (await self._call(resource.get, name=name)).get("status")
 
     async def event(
         self, release: Mapping[str, Any], type_: str, reason: str, message: str
     ) -> None:
         """Record a core/v1 Event on the release (it is cluster-scoped, so the Event lives in
         `default`, where `kubectl describe tar` looks for it)."""
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = timestamp(datetime.datetime.now(datetime.UTC))
         metadata = release["metadata"]
         body = {
             "apiVersion": "v1",

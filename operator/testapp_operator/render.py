@@ -2,14 +2,21 @@
 
 Every dict has apiVersion/kind/metadata and the fields we mean to own, nothing else (no status):
 with server-side apply, what we send is what we own, and a field we leave out is left to others.
-All objects are named after the release and carry `labels(release, revision)`.
+All objects are named after the release and carry `labels(release, revision)`, but for the
+network policies, which do not change with the revision (no write for them on every rollout).
 
 Public interface (`revision` is the `revisions.Revision` to run: its snapshot decides image, tag,
-labels and resources; replicas, env and the progress deadline come from the release):
+digest, labels and resources; replicas, env, the progress deadline and `ingressFrom` come from the
+release):
+- `children(release, revision)`: every object the release runs on, each function below once.
 - `namespace(release, revision)`: the Namespace, Pod Security `restricted` enforced.
 - `deployment(release, revision)`: the Deployment; Pod template annotated with the revision.
 - `service(release, revision)`: the ClusterIP Service, port 80 `http` -> container port `http`.
 - `controller_revision(release, revision)`: the ControllerRevision `<release>-<N>` storing it.
+- `network_policies(release)`: in the release's namespace, `<release>-default-deny`
+  (every Pod: no ingress, no egress) and `<release>-allow-http` (the release's Pods: ingress to
+  port `http` from `spec.ingressFrom`). No egress is allowed, not even DNS: the app opens no
+  connection and resolves no name (docs/design.md, Network policies).
 - `owner_reference(release)`: the controller owner reference to the release.
 - `labels(release, revision)` / `selector(release)`: the labels on everything / the selector.
 """
@@ -24,11 +31,14 @@ from testapp_operator import (
     CHANGE_CAUSE_ANNOTATION,
     CONTAINER,
     FIELD_MANAGER,
+    GENERATION_LABEL,
     HTTP_PORT,
     KIND,
     OUTCOME_ANNOTATION,
     RELEASE_LABEL,
+    RESTARTED_AT_ANNOTATION,
     REVISION_ANNOTATION,
+    SNAPSHOT_LABEL,
 )
 from testapp_operator.release import Release
 from testapp_operator.revisions import Revision
@@ -59,12 +69,42 @@ def labels(release: Release, revision: Revision) -> dict[str, str]:
     """The revision's extra labels, then ours (ours win; the CRD forbids overriding them)."""
     return {
         **dict(revision.snapshot.labels),
+        **_release_labels(release),
+        "app.kubernetes.io/version": revision.snapshot.tag,
+    }
+
+
+def _release_labels(release: Release) -> dict[str, str]:
+    """Ours, those that never change with the revision."""
+    return {
         **selector(release),
         "app.kubernetes.io/name": APP,
         "app.kubernetes.io/instance": release.name,
-        "app.kubernetes.io/version": revision.snapshot.tag,
         "app.kubernetes.io/managed-by": FIELD_MANAGER,
     }
+
+
+def children(release: Release, revision: Revision) -> list[dict[str, Any]]:
+    return [
+        namespace(release, revision),
+        deployment(release, revision),
+        service(release, revision),
+        *network_policies(release),
+    ]
+
+
+def child_keys(name: str) -> list[tuple[str, str]]:
+    """(kind, name) of every object `children` produces for the release `name`."""
+    policies = [("NetworkPolicy", _policy_name(name, purpose)) for purpose in POLICY_PURPOSES]
+    return [("Namespace", name), ("Deployment", name), ("Service", name), *policies]
+
+
+# A release's NetworkPolicies: `<release>-<purpose>`.
+POLICY_PURPOSES = ("default-deny", "allow-http")
+
+
+def _policy_name(release: str, purpose: str) -> str:
+    return f"{release}-{purpose}"
 
 
 def namespace(release: Release, revision: Revision) -> dict[str, Any]:
@@ -88,7 +128,15 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(release, revision, release.name),
+        "metadata": {
+            **_metadata(release, revision, release.name),
+            # What runs and which spec chose it: two operators at once agree on both.
+            "labels": {
+                **labels(release, revision),
+                SNAPSHOT_LABEL: snapshot.fingerprint,
+                GENERATION_LABEL: str(release.generation),
+            },
+        },
         "spec": {
             "replicas": release.replicas,
             "selector": {"matchLabels": selector(release)},
@@ -97,7 +145,7 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
             "template": {
                 "metadata": {
                     "labels": labels(release, revision),
-                    "annotations": {REVISION_ANNOTATION: str(revision.number)},
+                    "annotations": _template_annotations(release, revision),
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
@@ -111,7 +159,7 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
                     "containers": [
                         {
                             "name": CONTAINER,
-                            "image": snapshot.image_ref,
+                            "image": snapshot.reference,
                             "ports": [
                                 {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}
                             ],
@@ -152,6 +200,45 @@ def service(release: Release, revision: Revision) -> dict[str, Any]:
     }
 
 
+def network_policies(release: Release) -> list[dict[str, Any]]:
+    """Default deny for the whole namespace, then the one way in. The names end in different
+    words, so no policy of one release can share a name with another release's."""
+
+    def metadata(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "namespace": release.namespace,
+            "labels": _release_labels(release),
+            "ownerReferences": [owner_reference(release)],
+        }
+
+    deny = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(_policy_name(release.name, "default-deny")),
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+    }
+    allow_spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": selector(release)},
+        "policyTypes": ["Ingress"],
+    }
+    if release.ingress_from:
+        # An empty list is stored as absent: rendering it would look like drift forever.
+        allow_spec["ingress"] = [
+            {
+                "from": [peer.to_data() for peer in release.ingress_from],
+                "ports": [{"protocol": "TCP", "port": "http"}],
+            }
+        ]
+    allow = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(_policy_name(release.name, "allow-http")),
+        "spec": allow_spec,
+    }
+    return [deny, allow]
+
+
 def controller_revision(release: Release, revision: Revision) -> dict[str, Any]:
     """Stores a revision; `data` is immutable, the outcome annotation is what changes later."""
     return {
@@ -179,6 +266,15 @@ def _metadata(release: Release, revision: Revision, name: str) -> dict[str, Any]
         "labels": labels(release, revision),
         "ownerReferences": [owner_reference(release)],
     }
+
+
+def _template_annotations(release: Release, revision: Revision) -> dict[str, str]:
+    annotations = {REVISION_ANNOTATION: str(revision.number)}
+    if release.restart_at is not None:
+        # A new value changes the Pod template: the Deployment replaces every Pod, the revision
+        # stays the same (what `kubectl rollout restart` does with its own annotation).
+        annotations[RESTARTED_AT_ANNOTATION] = release.restart_at
+    return annotations
 
 
 def _probe(path: str, period: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Pure: no I/O. The rules are those of docs/design.md, section Revisions. A reconc
 
     release = Release.from_body(body)
     revisions = [Revision.from_controller_revision(cr) for cr in <ControllerRevisions>]
-    rollout = status.observe_deployment(<Deployment or None>)
+    rollout = rollout.observe_deployment(<Deployment or None>)
     p = plan(release, revisions, rollout)
     p.create      -> apply render.controller_revision(release, p.create)      (if not None)
     p.deploy      -> apply namespace/deployment/service for p.target           (if True)
@@ -30,13 +30,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 from testapp_operator import CHANGE_CAUSE_ANNOTATION, OUTCOME_ANNOTATION
 from testapp_operator.release import Release, ReleaseError, Snapshot
-
-if TYPE_CHECKING:
-    from testapp_operator.status import Rollout
+from testapp_operator.rollout import Rollout
 
 
 class Outcome(enum.StrEnum):
@@ -48,6 +47,7 @@ class Outcome(enum.StrEnum):
 
 class Decision(enum.StrEnum):
     CREATED = "Created"  # the spec changed: a new revision is born and deployed
+    RETRIED = "Retried"  # spec.retryAt: the failed latest snapshot is born again and deployed
     UNCHANGED = "Unchanged"  # the latest revision runs and the spec matches it
     ROLLED_FORWARD = "RolledForward"  # not pinned (any more): deploy the latest revision
     PINNED = "Pinned"  # spec.revision names an existing revision: deploy it, nothing else
@@ -153,7 +153,7 @@ def plan(release: Release, revisions: Iterable[Revision], rollout: Rollout) -> P
         message = f"pinned to revision {pinned.number}; clear spec.revision to roll forward"
         target, create = pinned, None
     else:
-        decision, message, target, create = _unpinned(release, history, deployed)
+        decision, message, target, create = _unpinned(release, history, rollout)
     if target.number != deployed:
         outcomes.update(_handover(running, target))
     after_create = [*history, create] if create else history
@@ -175,16 +175,38 @@ def after(plan: Plan, revisions: Iterable[Revision]) -> tuple[Revision, ...]:
 
 
 def _unpinned(
-    release: Release, history: list[Revision], deployed: int | None
+    release: Release, history: list[Revision], rollout: Rollout
 ) -> tuple[Decision, str, Revision, Revision | None]:
     latest = history[-1] if history else None
     desired = release.snapshot
+    deployed = rollout.revision
     if latest is None or latest.snapshot != desired:
+        if (
+            deployed is not None
+            and deployed > (latest.number if latest else 0)
+            and rollout.snapshot == desired.fingerprint
+        ):
+            # The spec runs under a number no stored revision has: its record was lost (a crash
+            # or a failed write after the Deployment's) or is another operator's, not seen yet.
+            # Record it under that number: one snapshot, one number.
+            recorded = Revision(deployed, desired, Outcome.PROGRESSING, release.change_cause)
+            message = f"revision {deployed} recorded: it runs {desired.image_ref}"
+            return Decision.CREATED, message, recorded, recorded
         # Never reuse a number, even one whose ControllerRevision was deleted by hand.
         number = max(latest.number if latest else 0, deployed or 0) + 1
         created = Revision(number, desired, Outcome.PROGRESSING, release.change_cause)
         change = _describe(latest.snapshot, desired) if latest else f"tag {desired.tag}"
         return Decision.CREATED, f"revision {number} created: {change}", created, created
+    if latest.outcome is Outcome.FAILED and _retry_asked(release, latest):
+        # A retry already running whose record was lost keeps its number, as above.
+        lost = deployed is not None and deployed > latest.number
+        if lost and rollout.snapshot == desired.fingerprint:
+            number = deployed
+        else:
+            number = max(latest.number, deployed or 0) + 1
+        created = Revision(number, desired, Outcome.PROGRESSING, release.change_cause)
+        message = f"revision {number} created: retry of failed revision {latest.number}"
+        return Decision.RETRIED, message, created, created
     if latest.outcome is not Outcome.FAILED:
         if latest.number == deployed:
             return Decision.UNCHANGED, f"revision {latest.number} is deployed", latest, None
@@ -199,16 +221,28 @@ def _unpinned(
         return Decision.FAILED, message, latest, None
     message = (
         f"revision {latest.number} failed (progress deadline exceeded); rolled back to revision "
-        f"{good.number}; change the spec to try again"
+        f"{good.number}; change the spec or set spec.retryAt (kubectl testapp retry) to try again"
     )
     return Decision.ROLLED_BACK, message, good, None
+
+
+def _retry_asked(release: Release, latest: Revision) -> bool:
+    """spec.retryAt asks to retry a revision created before it (a retry's own revision is
+    created after it, so a retry that fails too is not retried again)."""
+    if release.retry_at is None:
+        return False
+    return latest.created is not None and _instant(release.retry_at) > _instant(latest.created)
+
+
+def _instant(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
 def _describe(old: Snapshot, new: Snapshot) -> str:
     """What changed between two snapshots, for the log line and the event."""
     changes = [
         f"{name} {getattr(old, name)} -> {getattr(new, name)}"
-        for name in ("image", "tag")
+        for name in ("image", "tag", "digest")
         if getattr(old, name) != getattr(new, name)
     ]
     changes += [

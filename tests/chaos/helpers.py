@@ -7,43 +7,12 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support import LiveCluster, wait_until
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "hack" / "cluster"))
-
-import localcluster  # noqa: E402 (hack/cluster is not a package)
-
-IMAGE = "registry.example.com/test-app"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def manifest(name: str, tag: str = "1.0.0", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "testapp.dev/v1",
-        "kind": "TestAppRelease",
-        "metadata": {"name": name},
-        "spec": {"env": "dev", "image": IMAGE, "tag": tag, **spec},
-    }
-
-
-def is_ready_at(body: dict[str, Any], tag: str) -> bool:
-    status = body.get("status") or {}
-    return (
-        status.get("observedGeneration") == body["metadata"]["generation"]
-        and status.get("phase") == "Ready"
-        and status.get("image") == f"{IMAGE}:{tag}"
-    )
+from testapp_dev import LiveCluster, is_ready_at, localcluster, wait_until
 
 
 def wait_ready(cluster: LiveCluster, name: str, tag: str, timeout: float = 90) -> dict[str, Any]:

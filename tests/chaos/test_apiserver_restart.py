@@ -8,17 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from testapp_dev import IMAGE, LiveCluster, OperatorProcess, manifest, unique, wait_until
 
-from tests.chaos.helpers import (
-    IMAGE,
-    deployment,
-    image_of,
-    manifest,
-    restart_component,
-    unique,
-    wait_ready,
-)
-from tests.support import LiveCluster, OperatorProcess, wait_until
+from tests.chaos.helpers import deployment, image_of, restart_component, wait_ready
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from testapp_dev import IMAGE, LiveCluster, OperatorProcess, manifest, unique, wait_until
 
-from tests.chaos.helpers import IMAGE, deployment, image_of, manifest, unique, wait_ready
-from tests.support import LiveCluster, OperatorProcess, wait_until
+from tests.chaos.helpers import deployment, image_of, wait_ready
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
 

@@ -10,17 +10,9 @@ from dataclasses import dataclass
 
 import pytest
 from kubernetes import client, config, watch
+from testapp_dev import IMAGE, LiveCluster, OperatorProcess, manifest, unique
 
-from tests.chaos.helpers import (
-    IMAGE,
-    assert_history_consistent,
-    deployment,
-    image_of,
-    manifest,
-    unique,
-    wait_ready,
-)
-from tests.support import LiveCluster, OperatorProcess
+from tests.chaos.helpers import assert_history_consistent, deployment, image_of, wait_ready
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
 
@@ -35,7 +27,7 @@ class Write:
 
 
 def test_racing_patches_and_edits_lose_no_update_and_history_records_each_deployed_tag(
-    cluster: LiveCluster, operator: OperatorProcess
+    cluster: LiveCluster, operators: list[OperatorProcess]
 ) -> None:
     name = unique("race")
     cluster.kubectl(

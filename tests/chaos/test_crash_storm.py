@@ -9,9 +9,9 @@ import signal
 import time
 
 import pytest
+from testapp_dev import LiveCluster, OperatorProcess, is_ready_at, manifest, unique, wait_until
 
-from tests.chaos.helpers import World, assert_history_consistent, is_ready_at, manifest, unique
-from tests.support import LiveCluster, OperatorProcess, wait_until
+from tests.chaos.helpers import World, assert_history_consistent
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
 
@@ -21,7 +21,7 @@ KILL_EVERY = 3.0  # seconds between SIGKILLs
 
 
 def test_every_release_converges_to_its_last_spec_through_a_crash_storm(
-    cluster: LiveCluster, operator: OperatorProcess
+    cluster: LiveCluster, operators: list[OperatorProcess]
 ) -> None:
     names = [unique(f"storm{i:02d}") for i in range(RELEASES)]
     last = dict.fromkeys(names, "v0")
@@ -42,12 +42,16 @@ def test_every_release_converges_to_its_last_spec_through_a_crash_storm(
             cluster.kubectl("patch", "tar", name, "--type=merge", "-p", patch)
             last[name] = tag
             if time.monotonic() >= next_kill:
-                operator.stop(signal.SIGKILL)
-                operator.start()
+                victim = operators[kills % len(operators)]  # with two, they take turns
+                victim.stop(signal.SIGKILL)
+                victim.start()
                 kills += 1
                 next_kill = time.monotonic() + KILL_EVERY
         assert kills >= 5, f"only {kills} kills: the storm was too short to mean anything"
-        print(f"crash storm: {kills} SIGKILLs during {CHANGES} changes over {RELEASES} releases")
+        print(
+            f"crash storm: {kills} SIGKILLs of {len(operators)} operator(s) during {CHANGES} "
+            f"changes over {RELEASES} releases"
+        )
 
         all_ready(cluster, names, last, timeout=240)
         world = World.read(cluster)

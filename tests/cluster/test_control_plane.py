@@ -12,8 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from tests.support import LiveCluster, wait_until
+from testapp_dev import LiveCluster, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -207,9 +206,8 @@ def test_server_side_apply_reports_a_conflict_between_field_managers(
 def test_an_interrupted_test_run_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
     """A pytest that is SIGKILLed mid-run takes its control plane with it (PR_SET_PDEATHSIG)."""
     script = (
-        "import os, signal, sys\n"
-        f"sys.path.insert(0, {str(REPO / 'hack' / 'cluster')!r})\n"
-        "import localcluster\n"
+        "import os, signal\n"
+        "from testapp_dev import localcluster\n"
         "from pathlib import Path\n"
         f"with localcluster.running(Path({str(tmp_path)!r}), log=lambda line: None):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 from kubernetes.config import kube_config
+from testapp_dev import LiveCluster
 from testapp_operator.kube import Kube
-
-from tests.support import LiveCluster
 
 pytestmark = pytest.mark.cluster
 

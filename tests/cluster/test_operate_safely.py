@@ -10,21 +10,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from testapp_dev import IMAGE, LiveCluster, OperatorProcess, manifest, unique, wait_until
 
 from tests.cluster.test_operator import (
-    IMAGE,
     condition,
     create,
     events,
-    manifest,
     patch,
     pinned_to_first_of_two,
     release,
     running_image,
-    unique,
     wait_ready,
 )
-from tests.support import LiveCluster, OperatorProcess, wait_until
 
 pytestmark = pytest.mark.cluster
 

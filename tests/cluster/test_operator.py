@@ -4,32 +4,17 @@ scaling, drift, restarts and deletion. Each test owns its releases (unique names
 from __future__ import annotations
 
 import json
+import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.support import LiveCluster, OperatorProcess, wait_until
+from testapp_dev import IMAGE, LiveCluster, OperatorProcess, manifest, unique, wait_until
 
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE = "registry.example.com/test-app"
-
-
-def unique(prefix: str = "rel") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def manifest(name: str, env: str = "dev", tag: str = "1.0.0", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "testapp.dev/v1",
-        "kind": "TestAppRelease",
-        "metadata": {"name": name},
-        "spec": {"env": env, "image": IMAGE, "tag": tag, **spec},
-    }
 
 
 def release(cluster: LiveCluster, name: str) -> dict[str, Any]:
@@ -87,7 +72,14 @@ def pinned_to_first_of_two(cluster: LiveCluster, name: str) -> dict:
 def test_applying_an_overlay_produces_namespace_deployment_and_service(
     cluster: LiveCluster, operator: OperatorProcess
 ) -> None:
-    cluster.kubectl("apply", "-k", str(REPO / "k8s" / "overlays" / "stg"))
+    rendered = subprocess.run(
+        ["make", "-s", "manifests", "ENV=stg", "TAG=1.0.0", f"IMAGE={IMAGE}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=rendered.stdout)
 
     body = wait_ready(cluster, "test-app-stg", revision=1)
 

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from tests.images.podman import ENV, Podman, clean_copy, toolchain_podman
+from testapp_dev.podman import ENV, Podman, clean_copy, toolchain_podman
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from testapp_dev import free_port, wait_until
+from testapp_dev.podman import LEFTOVERS_SCRIPT, Podman
 
 from tests.images.conftest import Images
-from tests.images.podman import LEFTOVERS_SCRIPT, Podman
-from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.images
 

@@ -8,9 +8,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from testapp_dev.podman import ROOT, Podman, clean_copy, toolchain
 
 from tests.images.conftest import Images
-from tests.images.podman import ROOT, Podman, clean_copy, toolchain
 
 pytestmark = pytest.mark.images
 

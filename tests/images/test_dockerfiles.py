@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.images.podman import ROOT
+from testapp_dev.podman import ROOT
 
 DOCKERFILES = ["Dockerfile.app", "Dockerfile.operator"]
 # Python 3.11 (hug 2.6.1 breaks on 3.12), slim Debian, pinned by the index digest.

@@ -7,8 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from tests.images.podman import ROOT, toolchain
+from testapp_dev.podman import ROOT, toolchain
 
 
 def planned_image_build(tmp_path: Path, docker_info_exit: int, *variables: str) -> str:

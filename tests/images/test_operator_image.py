@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -16,14 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from testapp_dev import LiveCluster, free_port, localcluster, service_account_kubeconfig, wait_until
+from testapp_dev.podman import ENV, ROOT, Podman
 
 from tests.images.conftest import Images
-from tests.images.podman import ENV, ROOT, Podman
-from tests.support import LiveCluster, free_port, service_account_kubeconfig, wait_until
-
-sys.path.insert(0, str(ROOT / "hack" / "cluster"))
-
-import localcluster  # hack/cluster is not a package
 
 pytestmark = [pytest.mark.images, pytest.mark.cluster]
 

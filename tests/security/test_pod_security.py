@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from testapp_dev import LiveCluster, OperatorProcess, manifest, unique, wait_until
 
-from tests.chaos.helpers import manifest, unique, wait_ready
-from tests.support import LiveCluster, OperatorProcess, wait_until
+from tests.chaos.helpers import wait_ready
 
 pytestmark = pytest.mark.cluster
 

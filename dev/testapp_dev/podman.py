@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "hack" / "containers"))
+from testapp_dev import scripts
 
-import toolchain  # noqa: E402 (hack/containers is not a package)
+ROOT = scripts.REPO
+toolchain = scripts.load("toolchain", "hack/containers/toolchain.py")
 
 ENV = {**os.environ, **toolchain.podman_env()}
 

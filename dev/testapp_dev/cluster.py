@@ -1,19 +1,28 @@
-"""What tests use to talk to the live control plane: kubectl with its kubeconfig, and polling."""
+"""The local control plane for tests and benchmarks: the launcher (hack/cluster/localcluster.py),
+kubectl with its kubeconfig, and the API server's audit log.
+
+The launcher is a script, not a package: it is loaded here from its path, once per process,
+under the module name `localcluster`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from testapp_dev import scripts
+
+REPO = Path(__file__).resolve().parents[2]
+# A test session never shares a control plane with `make demo` or `make cluster-up` (.cluster/):
+# the demo's operator would reconcile the tests' releases beside the tests' own operator.
+TEST_CLUSTER_DIR = Path(os.environ.get("TESTAPP_CLUSTER_DIR") or REPO / ".cluster-test")
+
+
+localcluster = scripts.load("localcluster", "hack/cluster/localcluster.py")
 
 
 @dataclass(frozen=True)
@@ -52,89 +61,6 @@ class LiveCluster:
 
     def apply(self, manifest: dict[str, Any], *flags: str) -> subprocess.CompletedProcess[str]:
         return self.kubectl("apply", *flags, "-f", "-", input=json.dumps(manifest), check=False)
-
-
-def wait_until(
-    condition: Callable[[], Any], timeout: float = 60, interval: float = 0.25, what: str = ""
-) -> Any:
-    """Poll `condition` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}: {last!r}")
-
-
-class OperatorProcess:
-    """The operator as a real process (`python -m testapp_operator`) against the live cluster,
-    with the identity and kubeconfig the tests chose."""
-
-    def __init__(
-        self, kubeconfig: str, log_path: Path, *extra_args: str, standalone: bool = True
-    ) -> None:
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.extra_args = extra_args
-        self.standalone = standalone
-        self.process: subprocess.Popen[bytes] | None = None
-        self.liveness_port = 0
-        self.metrics_port = 0
-
-    def start(self) -> None:
-        self.liveness_port = free_port()
-        self.metrics_port = free_port()
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "testapp_operator",
-                *(["--standalone"] if self.standalone else []),
-                "--log-format=json",
-                f"--metrics-port={self.metrics_port}",
-                f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
-                *self.extra_args,
-            ],
-            env={**os.environ, "KUBECONFIG": self.kubeconfig},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(self._alive, timeout=60, what="the operator's liveness endpoint")
-
-    def _alive(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"the operator exited; see {self.log_path}")
-        try:
-            url = f"http://127.0.0.1:{self.liveness_port}/healthz"
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def service_account_kubeconfig(cluster: LiveCluster, namespace: str, name: str, path: Path) -> str:

@@ -1,0 +1,377 @@
+"""One reconcile's decision: from what exists to what to write (pure: no I/O).
+
+`decide(observed, memory, now) -> Actions` is the whole of it. `Observed` is one snapshot of a
+release's world (its body, its children by kind, its ControllerRevisions); `Memory` is what the
+shell remembers of earlier reconciles; `Actions` lists the writes in the order the shell makes
+them, the events to record once they succeeded, the log lines, and when to look again.
+
+Children come from `render.children`: a new kind of child needs a line there, a watch feeding
+`Observed.children`, and nothing here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from testapp_operator import GENERATION_LABEL, OUTCOME_ANNOTATION, render
+from testapp_operator.conditions import set_condition
+from testapp_operator.deploylog import log_after
+from testapp_operator.drift import needs_apply
+from testapp_operator.release import Release, ReleaseError, Snapshot
+from testapp_operator.revisions import Decision, Outcome, Plan, Revision, plan
+from testapp_operator.rollout import observe_deployment
+from testapp_operator.status import compute_status
+
+Body = dict[str, Any]
+
+# A status change that only reports rollout progress (replica counts, messages) is written at most
+# this often per release; a change of phase, revision or generation is written at once. Without
+# it every new release cost one extra status write per step of its rollout.
+PROGRESS_INTERVAL = 30.0
+# Our view of the release lags behind what runs (another operator acted on a newer spec): the
+# watch catches up within moments. A view still behind after the grace is not lag (someone edited
+# the Deployment's generation label): the reconcile goes ahead and restores it.
+STALE_RETRY = 0.5
+STALE_GRACE = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What exists for one release: None where an object does not."""
+
+    release: Body | None
+    children: Mapping[tuple[str, str], Body | None] = field(default_factory=dict)  # (kind, name)
+    revisions: Sequence[Body] = ()  # its ControllerRevisions
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What earlier reconciles of the release leave for the next one."""
+
+    held_back: Snapshot | None = None  # the spec a pin holds back, already warned about
+    stale_since: datetime | None = None  # when our view of the release was first behind
+    since_status_write: float = math.inf  # seconds since our last status write
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """One log line: a decision, or input the operator had to ignore."""
+
+    level: int
+    message: str
+    reason: str | None = None
+    revision: int | None = None
+
+
+@dataclass(frozen=True)
+class Actions:
+    """One reconcile's writes, in the order they are made, and what follows them."""
+
+    memory: Memory = Memory()
+    notes: tuple[Note, ...] = ()
+    # 1. Outcome annotations on ControllerRevisions, by name.
+    annotate: tuple[tuple[str, dict[str, str]], ...] = ()
+    # 2. The Namespace when it is missing: it holds everything else.
+    namespace: Body | None = None
+    # 3. The Deployment, alone: it is what a change waits for, and every write running beside it
+    #    slows its apply down on the API server.
+    deployment: Body | None = None
+    # 4. The other children and the new revision's ControllerRevision, together.
+    children: tuple[Body, ...] = ()
+    record: Body | None = None
+    # 5. ControllerRevisions to delete, each with the event to record if this delete removed it.
+    prune: tuple[tuple[str, Event], ...] = ()
+    # 6. Events, once the writes above succeeded; then the status (a merge patch).
+    events: tuple[Event, ...] = ()
+    status: Body | None = None
+    phase: str | None = None
+    requeue_after: float | None = None
+
+    @property
+    def writes(self) -> bool:
+        return bool(
+            self.annotate
+            or self.namespace
+            or self.deployment
+            or self.children
+            or self.record
+            or self.prune
+            or self.status is not None
+        )
+
+
+def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
+    body = observed.release
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return Actions(memory=memory)
+    try:
+        release = Release.from_body(body)
+    except ReleaseError as error:
+        return _invalid(body, error, memory, now)
+    name = release.name
+    running = observed.children.get(("Deployment", name))
+    if _rendered_from_newer_spec(running, release):
+        since = memory.stale_since or now
+        if now - since < STALE_GRACE:
+            return Actions(memory=replace(memory, stale_since=since), requeue_after=STALE_RETRY)
+    memory = replace(memory, stale_since=None)
+    rollout = observe_deployment(running)
+    stored, notes = _read_revisions(name, observed.revisions)
+    # Outcomes from the freshest status we know of (our own last write, if the watch lags).
+    revisions = _with_recorded_outcomes(stored, body)
+    decided = plan(release, revisions, rollout)
+    status = body.get("status") or {}
+    new_generation = status.get("observedGeneration") != release.generation
+    if decided.decision is not Decision.UNCHANGED and (new_generation or decided.deploy):
+        number = decided.target.number if decided.target else None
+        notes.append(
+            Note(logging.INFO, f"{name}: {decided.message}", str(decided.decision), number)
+        )
+
+    stored_outcomes = {r.number: r.outcome for r in stored}
+    # Failed is also kept on the ControllerRevision, so that an operator that lost the release's
+    # status still never retries a failed revision.
+    annotate = tuple(
+        (f"{name}-{number}", {OUTCOME_ANNOTATION: str(outcome)})
+        for number, outcome in decided.outcomes
+        if Outcome.FAILED in (outcome, stored_outcomes.get(number))
+    )
+    events: list[Event] = []
+    namespace = deployment = record = None
+    children: list[Body] = []
+    if decided.target is not None and not release.paused:
+        changed, drifted = _changes(release, decided, observed, new_generation)
+        for desired in changed:
+            kind = desired["kind"]
+            if kind == "Namespace" and observed.children.get((kind, name)) is None:
+                namespace = desired
+            elif kind == "Deployment":
+                # Applied only over the version this decision saw (see docs/design.md).
+                deployment = _precondition(desired, running)
+            else:
+                children.append(desired)
+        if drifted:
+            events.append(Event("Normal", "DriftCorrected", "restored " + ", ".join(drifted)))
+    if decided.create is not None:
+        # Should this write fail, the next reconcile records what runs under the number it runs
+        # with (revisions.plan), so the history stays strictly increasing and complete.
+        record = render.controller_revision(release, decided.create)
+        # A revision recorded after its rollout began had its event from the one that began it.
+        if decided.create.number != decided.deployed:
+            image = decided.create.snapshot.image_ref
+            message = f"revision {decided.create.number} created: {image}"
+            events.append(Event("Normal", "RevisionCreated", message))
+    prune = tuple(
+        (f"{name}-{number}", Event("Normal", "Pruned", f"revision {number} pruned"))
+        for number in decided.prune
+    )
+    announced, held_back = _announce(release, decided, status, memory, new_generation)
+    events += announced
+
+    new_status = compute_status(
+        release, decided, rollout, revisions, status.get("conditions") or [], now
+    )
+    new_status["deployments"] = log_after(body, decided, rollout, now)
+    patch, requeue_after = None, None
+    if _differs(new_status, status):
+        wait = _progress_wait(new_status, status, memory.since_status_write)
+        if wait > 0:
+            requeue_after = wait
+        else:
+            # Keys the new status no longer has are removed (None in a merge patch).
+            patch = {key: new_status.get(key) for key in {*status, *new_status}}
+    return Actions(
+        memory=replace(memory, held_back=held_back),
+        notes=tuple(notes),
+        annotate=annotate,
+        namespace=namespace,
+        deployment=deployment,
+        children=tuple(children),
+        record=record,
+        prune=prune,
+        events=tuple(events),
+        status=patch,
+        phase=new_status["phase"],
+        requeue_after=requeue_after,
+    )
+
+
+def with_created(status: Body, revision: int, created: str) -> Body:
+    """The status patch with the server's creationTimestamp for the revision just recorded, so
+    the history shows it at once and needs no second status write."""
+    history = [
+        {**item, "created": created} if item.get("revision") == revision else item
+        for item in status.get("history") or []
+    ]
+    return {**status, "history": history}
+
+
+def _rendered_from_newer_spec(deployment: Body | None, release: Release) -> bool:
+    """The Deployment was rendered from a later generation of this very release than the one
+    we see: acting on ours would deploy an older spec over a newer one."""
+    if deployment is None:
+        return False
+    metadata = deployment["metadata"]
+    owners = {owner.get("uid") for owner in metadata.get("ownerReferences") or []}
+    generation = (metadata.get("labels") or {}).get(GENERATION_LABEL, "")
+    return release.uid in owners and generation.isdigit() and int(generation) > release.generation
+
+
+def _with_generation_of(current: Body | None, desired: Body, generation: int) -> Body:
+    """`desired` with the (older) generation label `current` already carries. The label says
+    which spec last wrote the object, so a spec change that leaves the object as it is (a pin to
+    a missing revision, a new history limit) does not write it only to move the label."""
+    labels = desired["metadata"].get("labels") or {}
+    seen = (((current or {}).get("metadata") or {}).get("labels") or {}).get(GENERATION_LABEL, "")
+    if GENERATION_LABEL not in labels or not seen.isdigit() or int(seen) > generation:
+        return desired
+    metadata = {**desired["metadata"], "labels": {**labels, GENERATION_LABEL: seen}}
+    return {**desired, "metadata": metadata}
+
+
+def _precondition(desired: Body, current: Body | None) -> Body:
+    """`desired` applied only if the object is still at the version we saw: the API server
+    answers 409 Conflict when another writer changed it since."""
+    if current is None:
+        return desired
+    version = current["metadata"]["resourceVersion"]
+    return {**desired, "metadata": {**desired["metadata"], "resourceVersion": version}}
+
+
+def _changes(
+    release: Release, decided: Plan, observed: Observed, new_generation: bool
+) -> tuple[list[Body], list[str]]:
+    """The children whose desired state differs from what exists, and which of those
+    differences nothing in the spec explains (drift: "Deployment changed")."""
+    assert decided.target is not None
+    # Nothing in the spec changed since the last reconcile, yet an object differs: drift.
+    steady = not new_generation and not decided.deploy
+    changed, drifted = [], []
+    for desired in render.children(release, decided.target):
+        current = observed.children.get((desired["kind"], desired["metadata"]["name"]))
+        if needs_apply(_with_generation_of(current, desired, release.generation), current):
+            changed.append(desired)
+            if steady:
+                drifted.append(f"{desired['kind']} {'changed' if current else 'missing'}")
+    return changed, drifted
+
+
+def _announce(
+    release: Release,
+    decided: Plan,
+    status: Mapping[str, Any],
+    memory: Memory,
+    new_generation: bool,
+) -> tuple[list[Event], Snapshot | None]:
+    """One event per decision, when it is first made (not on every resync); and the spec a pin
+    now holds back."""
+    events = []
+    was_pinned = bool(status.get("pinned"))
+    decision = decided.decision
+    if decision is Decision.REVISION_NOT_FOUND and new_generation:
+        events.append(Event("Warning", "RevisionNotFound", decided.message))
+    elif decision is Decision.PINNED and decided.deploy:
+        message = f"rolled back to revision {decided.target.number} (pinned)"
+        events.append(Event("Normal", "RolledBack", message))
+    elif decision is Decision.ROLLED_BACK and decided.deploy:
+        events.append(Event("Warning", "AutoRolledBack", decided.message))
+    held_back = memory.held_back
+    if decision is Decision.PINNED and new_generation:
+        holds = release.snapshot != decided.target.snapshot
+        # Warn once per spec held back, not on every scale or annotation change.
+        if holds and memory.held_back != release.snapshot:
+            events.append(Event("Warning", "Pinned", decided.message))
+        elif not was_pinned:
+            events.append(Event("Normal", "Pinned", decided.message))
+        held_back = release.snapshot if holds else None
+    if release.pin is None and was_pinned and new_generation:
+        events.append(Event("Normal", "Unpinned", "spec.revision cleared: rolling forward"))
+    return events, held_back
+
+
+def _invalid(body: Body, error: ReleaseError, memory: Memory, now: datetime) -> Actions:
+    """Bad input that got past the API server: say so in status, change nothing running."""
+    name = body["metadata"]["name"]
+    message = str(error)
+    conditions = (body.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+    if ready.get("reason") == "InvalidSpec" and ready.get("message") == message:
+        return Actions(memory=memory, phase="Degraded")
+    generation = body["metadata"].get("generation")
+    return Actions(
+        memory=memory,
+        notes=(Note(logging.WARNING, f"{name}: invalid spec: {message}"),),
+        events=(Event("Warning", "InvalidSpec", message),),
+        status={
+            "phase": "Degraded",
+            "conditions": set_condition(
+                conditions, "Ready", False, "InvalidSpec", message, generation, now
+            ),
+        },
+        phase="Degraded",
+    )
+
+
+def _read_revisions(name: str, bodies: Sequence[Body]) -> tuple[list[Revision], list[Note]]:
+    revisions, notes = [], []
+    for obj in bodies:
+        try:
+            revisions.append(Revision.from_controller_revision(obj))
+        except ReleaseError as error:
+            cr_name = obj["metadata"]["name"]
+            notes.append(
+                Note(logging.WARNING, f"{name}: ignoring ControllerRevision {cr_name}: {error}")
+            )
+    return revisions, notes
+
+
+def _with_recorded_outcomes(revisions: list[Revision], body: Body) -> list[Revision]:
+    """Outcomes are recorded in status.history, which wins; the ControllerRevision's annotation
+    (kept only for Failed) stands in when the status lost a revision. Recording every outcome on
+    the ControllerRevisions would cost one more write per rollout."""
+    history = (body.get("status") or {}).get("history") or []
+    recorded = {item.get("revision"): item.get("outcome") for item in history}
+    return [
+        replace(revision, outcome=Outcome(recorded[revision.number]))
+        if recorded.get(revision.number) in set(Outcome)
+        else revision
+        for revision in revisions
+    ]
+
+
+def _progress_wait(new: Mapping[str, Any], old: Mapping[str, Any], since: float) -> float:
+    """Seconds to hold back a status write that only reports progress (0: write now)."""
+    if _decisive(new) != _decisive(old):
+        return 0.0
+    return max(0.0, PROGRESS_INTERVAL - since)
+
+
+def _decisive(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The status without what a rollout's progress changes: replica counts and messages."""
+    kept = {
+        k: v
+        for k, v in status.items()
+        if v is not None and k not in ("replicas", "readyReplicas", "conditions")
+    }
+    kept["conditions"] = sorted(
+        (c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions") or []
+    )
+    return kept
+
+
+def _differs(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    return {k: v for k, v in new.items() if v is not None} != {
+        k: v for k, v in old.items() if v is not None
+    }
