@@ -55,7 +55,7 @@ def images(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         ],
         capture_output=True,
         text=True,
-        env=ENV,
+        env={**ENV, "MAKEFLAGS": ""},  # not the jobserver of a `make test` around us
         timeout=1800,
     )
     assert result.returncode == 0, f"make image failed:\n{result.stdout[-4000:]}\n{result.stderr}"
