@@ -8,8 +8,10 @@ BIN=.venv/bin
 step() { printf '\n\033[1;36m==> %s\033[0m\n' "$*"; }
 run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
 
-step "Release all four environments (one TestAppRelease each, from k8s/overlays)"
-for env in dev stg ppd prd; do run kubectl apply -k "k8s/overlays/$env"; done
+step "Release all four environments (one TestAppRelease each, from k8s/overlays, as CI's first deploy)"
+for env in dev stg ppd prd; do
+  run make -s deploy ENV="$env" TAG=0.1.0 IMAGE=registry.example.com/test-app CAUSE="demo: first release"
+done
 run kubectl wait tar test-app-dev test-app-stg test-app-ppd test-app-prd \
   --for=jsonpath='{.status.phase}'=Ready --timeout=120s
 run kubectl get tar

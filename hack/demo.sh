@@ -16,8 +16,7 @@ export KUBECONFIG="$($CLUSTER kubeconfig)"
 export PATH="$PWD/$BIN:$PATH"   # `kubectl testapp` is the kubectl-testapp plugin in the venv
 
 step "Install the TestAppRelease CRD and start the operator"
-run kubectl apply --server-side -k crds
-run kubectl wait crd/testappreleases.testapp.dev --for=condition=Established --timeout=60s
+run $BIN/python -m testapp_operator.install crd
 $CLUSTER operator
 
 if ! reason=$($CLUSTER node); then

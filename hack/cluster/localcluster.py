@@ -21,6 +21,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -204,8 +205,7 @@ def start_registry(
 
 
 def ensure_registry(state: Path = STATE_DIR, log: Callable[[str], None] = print) -> str:
-    """The running cluster's registry address, starting the registry if the cluster has none
-    (a cluster started before the registry existed). Idempotent."""
+    """The running cluster's registry address, starting the registry if it has none. Idempotent."""
     cluster = read_state(state)
     if cluster is None or not is_healthy(cluster):
         raise ClusterError("the local control plane is not running (make cluster-up)")
@@ -379,16 +379,20 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
 
 
 def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """Free loopback ports below the kernel's ephemeral range: a component restarted on its port
+    (the chaos tests) must not find it taken by some client connection's source port."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports: list[int] = []
+    for port in random.sample(range(10_000, low), k=low - 10_000):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free ports between 10000 and {low}")
 
 
 def component_args(component: str, state: Path, ports: Ports) -> list[str]:
@@ -635,6 +639,7 @@ def up(
     node (or, where it cannot run, a line saying why: the cluster then has kwok only)."""
     running = read_state(state)
     if running and is_healthy(running):
+        ensure_registry(state, log)  # a cluster started before the registry came with it
         if real_node and not node_running(state):
             start_real_node(running, die_with_parent, log)
         return running

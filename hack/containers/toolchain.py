@@ -130,6 +130,13 @@ def missing_packages() -> list[str]:
 
 
 def install(log=print) -> None:
+    """Install the missing packages, then refresh registries.conf: installing podman brings the
+    machine's own registry configuration, whose registries it must block."""
+    install_packages(log)
+    registries_conf()
+
+
+def install_packages(log=print) -> None:
     missing = missing_packages()
     if not missing:
         return

@@ -20,6 +20,7 @@ from typing import Any
 
 from testapp_operator import GENERATION_LABEL, OUTCOME_ANNOTATION, render
 from testapp_operator.conditions import set_condition
+from testapp_operator.deploylog import log_after
 from testapp_operator.drift import needs_apply
 from testapp_operator.release import Release, ReleaseError, Snapshot
 from testapp_operator.revisions import Decision, Outcome, Plan, Revision, plan
@@ -182,6 +183,7 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
     new_status = compute_status(
         release, decided, rollout, revisions, status.get("conditions") or [], now
     )
+    new_status["deployments"] = log_after(body, decided, rollout, now)
     patch, requeue_after = None, None
     if _differs(new_status, status):
         wait = _progress_wait(new_status, status, memory.since_status_write)

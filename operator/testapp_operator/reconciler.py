@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from testapp_operator import render
 from testapp_operator.decide import Actions, Memory, Observed, decide, with_created
 from testapp_operator.events import EventRecorder
+from testapp_operator.metrics import release_facts
 from testapp_operator.queue import Result
 from testapp_operator.writes import Writes
 
@@ -65,6 +66,7 @@ class ReleaseState:
     memory: Memory = field(default_factory=Memory)
     status_written: float = float("-inf")  # time.monotonic() of our last status write
     phase: str | None = None
+    facts: dict[str, str] | None = None  # testapp_release_info's labels
 
 
 class Reconciler:
@@ -85,6 +87,9 @@ class Reconciler:
 
     def phases(self) -> list[str]:
         return [state.phase for state in self._releases.values() if state.phase]
+
+    def running(self) -> list[tuple[str, dict[str, str]]]:
+        return [(name, state.facts) for name, state in self._releases.items() if state.facts]
 
     async def reconcile(self, name: str) -> Result:
         state = self._releases.get(name) or ReleaseState()
@@ -156,7 +161,8 @@ class Reconciler:
             # Only over the release version this decision saw: a status from a lagging view of
             # the spec must not replace a newer one.
             version = body["metadata"]["resourceVersion"]
-            writes.remember(await kube.patch_release_status(name, status, version))
+            body = writes.remember(await kube.patch_release_status(name, status, version))
             state.status_written = time.monotonic()
+        state.facts = release_facts(body) or state.facts
         state.memory = actions.memory
         state.phase = actions.phase or state.phase

@@ -32,6 +32,7 @@ TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 # A ':' with no '/' after it is a tag in the last path segment ("host:5000/app" is fine).
 IMAGE_TAG_RE = re.compile(r":[^/]*$")
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -210,6 +211,8 @@ class Release:
     resources: Resources = DEFAULT_RESOURCES
     paused: bool = False
     change_cause: str = ""
+    retry_at: str | None = None  # re-attempt a Failed latest revision created before this time
+    restart_at: str | None = None  # replace the running Pods once per new value (no revision)
     digest: str | None = None
     ingress_from: tuple[Peer, ...] = DEFAULT_INGRESS_FROM
 
@@ -257,6 +260,8 @@ class Release:
                 else DEFAULT_RESOURCES
             ),
             paused=_boolean(spec.get("paused", False), "spec.paused"),
+            retry_at=_timestamp(spec.get("retryAt"), "spec.retryAt"),
+            restart_at=_timestamp(spec.get("restartAt"), "spec.restartAt"),
             change_cause=_string(
                 annotations.get(CHANGE_CAUSE_ANNOTATION, ""), "metadata.annotations", empty=True
             ),
@@ -297,6 +302,16 @@ def _integer(value: Any, where: str, bounds: Bounds) -> int:
 def _boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise ReleaseError(where, f"must be true or false, not {value!r}")
+    return value
+
+
+def _timestamp(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not TIMESTAMP_RE.match(value):
+        raise ReleaseError(
+            where, f"must be an RFC 3339 time like 2025-06-01T12:00:00Z, not {value!r}"
+        )
     return value
 
 

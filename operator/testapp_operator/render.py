@@ -36,6 +36,7 @@ from testapp_operator import (
     KIND,
     OUTCOME_ANNOTATION,
     RELEASE_LABEL,
+    RESTARTED_AT_ANNOTATION,
     REVISION_ANNOTATION,
     SNAPSHOT_LABEL,
 )
@@ -145,7 +146,7 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
             "template": {
                 "metadata": {
                     "labels": labels(release, revision),
-                    "annotations": {REVISION_ANNOTATION: str(revision.number)},
+                    "annotations": _template_annotations(release, revision),
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
@@ -269,6 +270,15 @@ def _metadata(release: Release, revision: Revision, name: str) -> dict[str, Any]
         "labels": labels(release, revision),
         "ownerReferences": [owner_reference(release)],
     }
+
+
+def _template_annotations(release: Release, revision: Revision) -> dict[str, str]:
+    annotations = {REVISION_ANNOTATION: str(revision.number)}
+    if release.restart_at is not None:
+        # A new value changes the Pod template: the Deployment replaces every Pod, the revision
+        # stays the same (what `kubectl rollout restart` does with its own annotation).
+        annotations[RESTARTED_AT_ANNOTATION] = release.restart_at
+    return annotations
 
 
 def _probe(path: str, period: int, failures: int = 3) -> dict[str, Any]:

@@ -121,6 +121,7 @@ def compute_status(
     if target is not None:
         status["revision"] = target.number
         status["image"] = target.snapshot.image_ref
+        status["tag"] = target.snapshot.tag
         if target.snapshot.digest:
             status["digest"] = target.snapshot.digest
     return status

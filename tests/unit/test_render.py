@@ -92,6 +92,17 @@ def test_the_pod_template_says_which_revision_it_runs() -> None:
     assert template["metadata"]["annotations"] == {"testapp.dev/revision": "5"}
 
 
+def test_a_restart_changes_the_pod_template_but_not_the_revision() -> None:
+    restarted = replace(RELEASE, restart_at="2025-06-01T12:00:00Z")
+
+    template = render.deployment(restarted, REVISION)["spec"]["template"]
+
+    assert template["metadata"]["annotations"] == {
+        "testapp.dev/revision": "5",
+        "testapp.dev/restarted-at": "2025-06-01T12:00:00Z",
+    }
+
+
 def test_a_pinned_revision_decides_image_labels_and_resources_but_not_replicas() -> None:
     old = Snapshot(IMAGE, "1.0.0", (("team", "old"),), Resources(limits=(("cpu", "1"),)))
     deployment = render.deployment(RELEASE, Revision(2, old, Outcome.READY))

@@ -166,6 +166,7 @@ def test_a_ready_release_reports_everything_the_design_lists() -> None:
         ],
         "revision": 2,
         "image": f"{IMAGE}:2",
+        "tag": "2",
         "replicas": 3,
         "readyReplicas": 3,
         "pinned": False,
