@@ -43,12 +43,14 @@ def test_readiness_gates_the_rollout(releases: NodeReleases) -> None:
     def new_pod_running() -> dict | None:
         pods = [p for p in releases.pods(name) if revision_of(p) == 2]
         running = [
-            p for p in pods if (p["status"].get("containerStatuses") or [{}])[0].get("started")
+            p
+            for p in pods
+            if "running" in (p["status"].get("containerStatuses") or [{}])[0].get("state", {})
         ]
         return running[0] if running else None
 
     new = wait_until(new_pod_running, timeout=60, what="the revision 2 Pod running")
-    time.sleep(6)  # more than a readiness period: the probe has run against the new Pod
+    time.sleep(6)  # more than a probe period: the kubelet has probed the new Pod
     (new,) = [p for p in releases.pods(name) if p["metadata"]["name"] == new["metadata"]["name"]]
     old = [p for p in releases.pods(name) if revision_of(p) == 1]
     assert not pod_ready(new)
