@@ -2,10 +2,11 @@
 its Pods on the `http` port, drift-corrected, changed by spec.ingressFrom, removed with it; and the
 operator's own policies.
 
-Enforcement is not tested here: the local node is kwok, which runs no container and no network
-plugin, so nothing enforces a NetworkPolicy locally (the API server stores them, nothing applies
-them). What is tested is what a plugin would enforce: which Pods each policy selects (the API
-server's own label selection), which ports, which peers, and that no egress is allowed.
+Enforcement is not tested here: neither local node enforces NetworkPolicy (kwok runs no network;
+the real node's CNI `bridge` plugin does not implement it), so the API server stores the policies
+and nothing applies them. What is tested is what a plugin would enforce: which Pods each policy
+selects (the API server's own label selection), which ports, which peers, no egress; and, through
+a model of the NetworkPolicy rules (netpol_model.py), what a plugin would let through.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 import yaml
 from testapp_dev import LiveCluster, OperatorProcess, wait_until
 
+from tests.cluster.netpol_model import EXTERNAL, Endpoint, allowed
 from tests.cluster.test_operator import create, patch, unique, wait_ready
 
 pytestmark = pytest.mark.cluster
@@ -235,3 +237,67 @@ def test_the_operator_policies_are_accepted_and_open_only_its_probe_and_metrics_
     (egress,) = allow["spec"]["egress"]
     assert "to" not in egress
     assert egress["ports"] == [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]
+
+
+HTTP = 8000
+
+
+def endpoint(
+    cluster: LiveCluster,
+    namespace: str,
+    labels: dict[str, str],
+    ports: dict[str, int] | None = None,
+) -> Endpoint:
+    """A Pod's identity as a network plugin sees it: its namespace's labels as stored."""
+    namespace_labels = cluster.get("namespace", namespace)["metadata"].get("labels") or {}
+    return Endpoint(namespace, namespace_labels, labels, ports or {})
+
+
+def test_what_an_enforcing_plugin_would_let_through_to_and_from_a_release(
+    cluster: LiveCluster, operator: OperatorProcess
+) -> None:
+    name = unique("np")
+    client_namespace, other_namespace = unique("client"), unique("other")
+    create(cluster, name)
+    for namespace in (client_namespace, other_namespace):
+        cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl("label", "namespace", client_namespace, "testapp.dev/client=true")
+    try:
+        template = cluster.get("deployment", name, "-n", name)["spec"]["template"]
+        (container,) = template["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        app = endpoint(cluster, name, template["metadata"]["labels"], ports)
+        client = endpoint(cluster, client_namespace, {"role": "web"})
+        other = endpoint(cluster, other_namespace, {"role": "web"})
+        neighbour = endpoint(cluster, name, {"app": "other"}, {"http": HTTP})
+        every = cluster.get("networkpolicies", "-A")["items"]
+
+        assert allowed(client, app, HTTP, every)
+        assert not allowed(client, app, 9090, every), "only the http port"
+        assert not allowed(other, app, HTTP, every), "a namespace not labelled as a client"
+        assert not allowed(neighbour, app, HTTP, every), "a Pod beside it (its own namespace)"
+        assert not allowed(client, neighbour, HTTP, every), "a Pod beside it accepts nothing"
+        for api_server_port in (443, 6443):
+            assert not allowed(app, EXTERNAL, api_server_port, every), "the app reaches no API"
+        assert not allowed(app, client, HTTP, every), "the app opens no connection"
+        assert not allowed(app, EXTERNAL, 53, every), "not even DNS"
+    finally:
+        for namespace in (client_namespace, other_namespace):
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_what_an_enforcing_plugin_would_let_through_to_and_from_the_operator() -> None:
+    *policies, deployment = operator_objects()
+    template = deployment["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    operator_pod = Endpoint("testapp-system", {}, template["metadata"]["labels"], ports)
+    prometheus = Endpoint("monitoring", {}, {"app": "prometheus"})
+
+    for port in ports.values():
+        assert allowed(prometheus, operator_pod, port, policies)
+    assert not allowed(prometheus, operator_pod, 9999, policies)
+    assert allowed(operator_pod, EXTERNAL, 443, policies)
+    assert allowed(operator_pod, EXTERNAL, 6443, policies)
+    assert not allowed(operator_pod, EXTERNAL, 53, policies), "no DNS"
+    assert not allowed(operator_pod, prometheus, 9090, policies), "nothing but the API server"

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 import yaml
 from testapp_operator import release
-from testapp_operator.release import DEFAULT_RESOURCES, ENVS, TAG_RE, Bounds
+from testapp_operator.release import (
+    DEFAULT_INGRESS_FROM,
+    DEFAULT_RESOURCES,
+    DIGEST_RE,
+    ENVS,
+    MAX_PEERS,
+    TAG_RE,
+    Bounds,
+)
 from testapp_operator.revisions import Outcome
 from testapp_operator.status import PHASES
 
@@ -72,6 +80,18 @@ def test_label_limits_and_reserved_keys_are_the_crds() -> None:
     cel_regex = re.search(r"k\.matches\('(.*)'\)\)$", key_syntax)[1].replace("\\\\", "\\")
     prefix, name = release.LABEL_PREFIX_RE.pattern, release.LABEL_NAME_RE.pattern
     assert cel_regex == f"^({prefix[1:-1]}/)?{name[1:-1]}$"
+
+
+def test_the_digest_pattern_is_the_crds() -> None:
+    assert SPEC["digest"]["pattern"] == DIGEST_RE.pattern
+    assert SPEC["digest"]["maxLength"] == len("sha256:") + 64
+
+
+def test_the_ingress_default_and_bound_are_the_crds() -> None:
+    declared = SPEC["ingressFrom"]
+
+    assert declared["default"] == [peer.to_data() for peer in DEFAULT_INGRESS_FROM]
+    assert declared["maxItems"] == MAX_PEERS
 
 
 def test_phases_and_outcomes_are_the_crds_enums() -> None:
