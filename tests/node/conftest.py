@@ -34,8 +34,21 @@ def real_node(cluster: LiveCluster) -> str:
         )
     reason = localcluster.real_node_unavailable(state)
     if reason:
+        WHY_NO_REAL_NODE.append(reason)
         pytest.skip(f"no real node here, kwok only: {reason}")
     return realnode.node_name()
+
+
+# Filled by the real_node fixture; every node test is skipped for the same reason.
+WHY_NO_REAL_NODE: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Why the real-node tests were skipped, once at the end of the run."""
+    if WHY_NO_REAL_NODE:
+        terminalreporter.write_line(
+            f"real-node tests skipped, the cluster ran kwok only: {WHY_NO_REAL_NODE[0]}"
+        )
 
 
 @pytest.fixture(scope="session")
