@@ -647,3 +647,32 @@ def test_the_deployment_log_survives_an_operator_restart(
     after = log_of(testapp, name)
     assert after[1:] == before
     assert (after[0]["action"], after[0]["revision"]) == ("Deploy", 3)
+
+
+# --- the plugin through kubectl (no control plane needed) ---------------------------------------
+
+
+def plugin_path() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{PLUGIN.parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_kubectl_completes_the_plugin_through_kubectl_complete_testapp() -> None:
+    result = subprocess.run(
+        ["kubectl", "__complete", "testapp", "re"],
+        capture_output=True,
+        text=True,
+        env=plugin_path(),
+        timeout=30,
+    )
+    assert result.stdout.splitlines() == ["retry", "resume", "restart", ":4"], result.stderr
+
+
+def test_kubectl_runs_the_plugin() -> None:
+    result = subprocess.run(
+        ["kubectl", "testapp", "--version"],
+        capture_output=True,
+        text=True,
+        env=plugin_path(),
+        timeout=30,
+    )
+    assert result.stdout.startswith("kubectl-testapp "), result.stderr
