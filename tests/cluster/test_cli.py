@@ -171,7 +171,7 @@ def test_deploy_of_a_tag_that_never_gets_ready_exits_1_with_the_condition_messag
 ) -> None:
     name = deployed("v1")
 
-    result = testapp("deploy", name, "--tag", "broken-1", "--timeout", "120")
+    result = testapp("deploy", name, "--tag", "broken-1", "--timeout", "5m")
 
     assert result.returncode == 1
     assert f"error: testapprelease {name}: " in result.stderr
@@ -340,6 +340,8 @@ def test_promote_deploys_what_runs_in_one_release_to_another(
     assert body["metadata"]["annotations"][CHANGE_CAUSE] == (
         f"promoted from {source.removeprefix('test-app-')} revision 1"
     )
+    newest = log_of(testapp, target)[0]
+    assert (newest["action"], newest["tag"], newest["outcome"]) == ("Promote", "v1", "Ready")
 
 
 # --- rollback semantics, retry, restart, pause ---------------------------------------------------
@@ -367,7 +369,7 @@ def test_retry_after_an_automatic_rollback_attempts_the_failed_tag_again(
     cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
 ) -> None:
     name = deployed("v1")
-    failed = testapp("deploy", name, "--tag", "broken-r", "--timeout", "2m")
+    failed = testapp("deploy", name, "--tag", "broken-r", "--timeout", "5m")
     assert failed.returncode == 1  # rolled back to revision 1
     # What a GitLab "Retry job" runs: the same deploy, again.
     same = testapp("deploy", name, "--tag", "broken-r", "--no-wait")
@@ -470,11 +472,20 @@ def test_get_tar_shows_the_running_tag_while_pinned(
     table = cluster.kubectl("get", "tar", name).stdout.splitlines()
     wide = cluster.kubectl("get", "tar", name, "-o", "wide").stdout.splitlines()
 
-    columns = dict(zip(table[0].split(), table[1].split(), strict=False))
+    columns = printed_columns(table)
     assert (columns["TAG"], columns["REVISION"], columns["PINNED"]) == ("v1", "1", "true")
-    wide_columns = dict(zip(wide[0].split(), wide[1].split(), strict=False))
+    wide_columns = printed_columns(wide)
     assert wide_columns["WANTED"] == "v2"
-    assert "MESSAGE" in wide[0]
+    assert wide_columns["MESSAGE"].startswith("revision 1: ")
+
+
+def printed_columns(lines: list[str]) -> dict[str, str]:
+    """kubectl's table as {HEADER: cell} for the first row, cut where each header starts (cells
+    may hold spaces)."""
+    header, row = lines[0], lines[1]
+    starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
+    bounds = zip(starts, [*starts[1:], None], strict=True)
+    return {header[a:b].strip(): row[a:b].strip() for a, b in bounds}
 
 
 def test_diff_previews_a_deploy_against_what_runs(
