@@ -116,8 +116,8 @@ def test_default_cause_falls_back_to_the_full_sha_without_the_short_one() -> Non
 
 
 def test_default_cause_in_a_gitlab_job_names_the_job_so_a_retried_job_differs() -> None:
-    environ = {"CI_COMMIT_SHORT_SHA": "1a2b", "CI_JOB_URL": "https://ci/jobs/7"}
-    assert core.default_cause(environ, "v2") == "commit 1a2b, job https://ci/jobs/7"
+    environ = {"CI_COMMIT_SHORT_SHA": "1a2b", "CI_PIPELINE_URL": "https://ci/p/3", "CI_JOB_ID": "7"}
+    assert core.default_cause(environ, "v2") == "commit 1a2b, pipeline https://ci/p/3, job 7"
 
 
 def test_default_cause_with_only_a_pipeline_url() -> None:

@@ -108,17 +108,20 @@ def default_cause(environ: Mapping[str, str], tag: str) -> str:
     """Who and what triggered a deploy: the GitLab job when there is one, else the user and the
     tag. A cause equal to the previous one is taken for inherited and dropped (k8s/operator
     admission policy), so it names what makes this change differ: the tag, or the job (a retried
-    job has its own URL)."""
+    job has its own id)."""
     sha = environ.get("CI_COMMIT_SHORT_SHA") or environ.get("CI_COMMIT_SHA")
     login = environ.get("GITLAB_USER_LOGIN")
-    url = environ.get("CI_JOB_URL") or environ.get("CI_PIPELINE_URL")
-    if not (sha or login or url):
+    url = environ.get("CI_PIPELINE_URL")
+    job = environ.get("CI_JOB_ID")
+    if not (sha or login or url or job):
         return f"kubectl-testapp deploy {tag} by {environ.get('USER') or 'unknown'}"
     cause = f"commit {sha}" if sha else "deploy"
     if login:
         cause += f" by {login}"
     if url:
-        cause += f", job {url}" if environ.get("CI_JOB_URL") else f", pipeline {url}"
+        cause += f", pipeline {url}"
+    if job:
+        cause += f", job {job}"
     return cause
 
 
