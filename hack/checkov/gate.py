@@ -8,10 +8,12 @@ Each unit is scanned on its own: checkov's NetworkPolicy check (CKV2_K8S_6) take
 an empty podSelector in *any* namespace as covering every Pod, so scanned together, one release's
 default deny would hide a missing policy of the operator's.
 
-What is scanned is what runs:
+What is scanned is what runs, one unit per kustomization under k8s/ (a new one is scanned too):
 - `operator`: k8s/operator as `make install-operator` applies it, the image set by digest;
 - `release-<env>`: k8s/overlays/<env> with the image, tag and digest CI deploys, rendered by the
-  operator's own render.py (Namespace, Deployment, Service, NetworkPolicies, ControllerRevision).
+  operator's own render.py (Namespace, Deployment, Service, NetworkPolicies, ControllerRevision);
+  k8s/base is scanned through them;
+- any other (e.g. `observability`): as `kubectl kustomize` renders it.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-ENVS = ("dev", "stg", "ppd", "prd")
+K8S = REPO / "k8s"
 # Stand-ins for what CI supplies at deploy/install time (shape only; nothing is pulled).
 IMAGE = "registry.example.com/test-app"
 OPERATOR_IMAGE = "registry.example.com/testapp-operator"
@@ -74,8 +79,12 @@ def operator_manifests(work: Path) -> str:
     return kubectl("kustomize", str(overlay))
 
 
-def release_manifests(env: str) -> str:
-    overlay = kubectl("kustomize", str(REPO / "k8s" / "overlays" / env))
+def kustomized(directory: Path, _: Path) -> str:
+    return kubectl("kustomize", str(directory))
+
+
+def release_manifests(directory: Path, _: Path) -> str:
+    overlay = kubectl("kustomize", str(directory))
     render = [sys.executable, str(HERE / "render_releases.py")]
     return subprocess.run(
         [*render, "--image", IMAGE, "--tag", TAG, "--digest", DIGEST],
@@ -103,6 +112,23 @@ def scan(checkov: str, directory: Path) -> tuple[int, list[dict]]:
     return report["summary"]["passed"], report["results"]["failed_checks"]
 
 
+def units() -> dict[str, Callable[[Path], str]]:
+    """Unit name -> what renders its manifests (given a scratch directory)."""
+    found: dict[str, Callable[[Path], str]] = {}
+    for kustomization in sorted(K8S.rglob("kustomization.yaml")):
+        directory = kustomization.parent
+        where = directory.relative_to(K8S)
+        if where == Path("base"):
+            continue  # a release's base: scanned through every overlay
+        if where.parts[0] == "overlays":
+            found[f"release-{directory.name}"] = partial(release_manifests, directory)
+        elif where == Path("operator"):
+            found["operator"] = operator_manifests
+        else:
+            found["-".join(where.parts)] = partial(kustomized, directory)
+    return found
+
+
 def load_skips() -> list[dict]:
     skips = yaml.safe_load((HERE / "skips.yaml").read_text()) or []
     for skip in skips:
@@ -117,17 +143,18 @@ def main() -> int:
     parser.add_argument("--checkov", required=True, help="the checkov executable")
     args = parser.parse_args()
     skips = load_skips()
-    units = {"operator": operator_manifests, **{f"release-{env}": env for env in ENVS}}
+    sources = units()
     passed = 0
     findings: list[Finding] = []
     with tempfile.TemporaryDirectory(prefix="checkov-") as tmp:
         work = Path(tmp)
-        for unit, source in units.items():
-            directory = work / unit
-            directory.mkdir()
-            text = source(work) if callable(source) else release_manifests(source)
-            (directory / f"{unit}.yaml").write_text(text)
-            unit_passed, failed = scan(args.checkov, directory)
+        for unit, source in sources.items():
+            (work / unit).mkdir()
+            (work / unit / f"{unit}.yaml").write_text(source(work))
+        # One checkov process per unit, side by side: each spends most of its time starting up.
+        with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+            results = pool.map(lambda unit: scan(args.checkov, work / unit), sources)
+        for unit, (unit_passed, failed) in zip(sources, results, strict=True):
             print(f"  {unit}: {unit_passed} passed, {len(failed)} failed")
             passed += unit_passed
             findings += [
@@ -138,7 +165,7 @@ def main() -> int:
     stale = [s for s in skips if not any(_matches(s, f) for f in findings)]
     print(
         f"checkov: {passed} passed, {len(findings)} failed of which {len(skipped)} skipped "
-        f"(hack/checkov/skips.yaml), over {', '.join(units)}"
+        f"(hack/checkov/skips.yaml), over {', '.join(sources)}"
     )
     for finding in new:
         print(f"  NEW FINDING {finding}")

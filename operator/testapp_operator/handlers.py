@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +46,17 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+@dataclass
+class Shell:
+    """What every handler shares. Kopf hands each object a shallow copy of the startup memo, so
+    the reconciler and its queue hang off this one object, made at startup: one queue for every
+    release (one reconcile of a release at a time, one bound), one cache of our writes."""
+
+    kube: Kube
+    reconciler: Reconciler | None = None
+    queue: WorkQueue | None = None
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Should Kopf ever store state, it goes under our own prefix, not kopf.zalando.org.
@@ -61,7 +73,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # A replica that dies without saying goodbye is replaced after this many seconds.
     settings.peering.lifetime = 15
     # The API client does discovery on creation: keep that I/O off the event loop.
-    memo.kube = await asyncio.to_thread(Kube)
+    memo.shell = Shell(await asyncio.to_thread(Kube))
     if memo.get("readiness"):
         memo.health = await health.serve(memo.readiness, functools.partial(ready, memo))
 
@@ -69,7 +81,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 async def ready(memo: kopf.Memo) -> health.Verdict:
     if memo.standalone:
         return health.Verdict(True, "standalone: started")
-    status = await memo.kube.peering_status(memo.peering)
+    status = await memo.shell.kube.peering_status(memo.peering)
     return health.readiness(status, memo.priority, memo.watch_clock.since(), datetime.now(UTC))
 
 
@@ -77,7 +89,7 @@ async def ready(memo: kopf.Memo) -> health.Verdict:
 async def close(memo: kopf.Memo, **_: Any) -> None:
     if memo.get("health"):
         await memo.health.cleanup()
-    memo.kube.close()
+    memo.shell.kube.close()
 
 
 # Every peer's keep-alive changes the peering object every few seconds; Kopf delivers it here only
@@ -136,7 +148,8 @@ async def controllerrevisions(labels: kopf.Labels, body: kopf.Body, **_: Any) ->
 def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, WorkQueue]:
     """The reconciler and its queue, made on the first event: they read the indexes Kopf passes
     to every handler (the same objects on every call)."""
-    if "queue" not in memo:
+    shell: Shell = memo.shell
+    if shell.reconciler is None or shell.queue is None:
 
         def one(index: kopf.Index) -> Any:
             def lookup(key: str) -> dict[str, Any] | None:
@@ -156,12 +169,12 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, W
             },
             revisions=lambda key: [json.loads(text) for text in revisions.get(key, ())],
         )
-        memo.reconciler = Reconciler(memo.kube, world, EventRecorder(memo.kube.event))
+        shell.reconciler = Reconciler(shell.kube, world, EventRecorder(shell.kube.event))
         # As many reconciles at once as the API client has threads.
-        memo.queue = WorkQueue(memo.reconciler.reconcile, limit=memo.kube.threads)
-        metrics.track_phases(memo.reconciler.phases)
-        metrics.track_releases(memo.reconciler.running)
-    return memo.reconciler, memo.queue
+        shell.queue = WorkQueue(shell.reconciler.reconcile, limit=shell.kube.threads)
+        metrics.track_phases(shell.reconciler.phases)
+        metrics.track_releases(shell.reconciler.running)
+    return shell.reconciler, shell.queue
 
 
 INDEXES = (

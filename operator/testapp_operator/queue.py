@@ -117,8 +117,9 @@ class WorkQueue:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
             entry.running = False
         if requeue_after is not None:
-            self.add(key, requeue_after)
-        elif entry.due is not None:
+            due = asyncio.get_running_loop().time() + requeue_after
+            entry.due = due if entry.due is None else min(entry.due, due)
+        if entry.due is not None:
             self._schedule(key, entry)
         elif entry.failures == 0:
             del self._keys[key]

@@ -184,6 +184,7 @@ def test_a_valid_release_is_accepted_with_defaults_filled(crd: LiveCluster, name
             "limits": {"cpu": "500m", "memory": "256Mi"},
         },
         "paused": False,
+        "ingressFrom": [{"namespaceSelector": {"matchLabels": {"testapp.dev/client": "true"}}}],
     }
 
 
@@ -198,6 +199,11 @@ def test_a_release_using_every_field_is_accepted(crd: LiveCluster, name: str) ->
         "progressDeadlineSeconds": 3600,
         "resources": {"requests": {"cpu": 1, "memory": "1Gi"}, "limits": {"cpu": "1.5"}},
         "paused": True,
+        "digest": "sha256:" + "0123456789abcdef" * 4,
+        "ingressFrom": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}},
+            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"role": "prober"}}},
+        ],
     }
 
     result = apply(crd, manifest(name, spec))

@@ -143,3 +143,24 @@ def test_at_most_limit_runs_at_once() -> None:
         assert most == 3
 
     run(scenario)
+
+
+def test_a_trigger_during_a_run_that_asks_to_requeue_is_not_lost() -> None:
+    async def scenario() -> None:
+        runs = 0
+
+        async def work(key: str) -> Result:
+            nonlocal runs
+            runs += 1
+            if runs == 1:
+                queue.add("a")  # the spec changed while this run wrote from an older view
+                return Result(requeue_after=10)
+            return Result()
+
+        queue = WorkQueue(work, limit=1)
+        queue.add("a")
+        await asyncio.sleep(0.05)
+
+        assert runs == 2
+
+    run(scenario)

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from testapp_operator.release import (
     DEFAULT_INGRESS_FROM,
     DEFAULT_RESOURCES,
-    DIGEST_RE,
-    MAX_PEERS,
     Peer,
     Release,
     ReleaseError,
     Resources,
     Snapshot,
 )
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def body(**spec: Any) -> dict[str, Any]:
@@ -315,19 +309,6 @@ def test_a_revision_stored_before_digests_existed_reads_back_equal() -> None:
     assert "digest" not in tag_only.to_data()
 
 
-def spec_schema() -> dict[str, Any]:
-    crd = yaml.safe_load((REPO / "crds" / "testapp.dev_testappreleases.yaml").read_text())
-    (version,) = crd["spec"]["versions"]
-    return version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-
-
-def test_the_digest_pattern_is_the_crds() -> None:
-    declared = spec_schema()["digest"]
-
-    assert declared["pattern"] == DIGEST_RE.pattern
-    assert declared["maxLength"] == len(DIGEST)
-
-
 def test_by_default_only_namespaces_labelled_as_clients_reach_the_app() -> None:
     release = Release.from_body(body())
 
@@ -366,10 +347,3 @@ def test_an_ingress_peer_keeps_which_selectors_it_has() -> None:
     (peer,) = Release.from_body(body(ingressFrom=[{"podSelector": {}}])).ingress_from
 
     assert peer == Peer(namespace_labels=None, pod_labels=())
-
-
-def test_the_ingress_default_is_the_crds() -> None:
-    declared = spec_schema()["ingressFrom"]
-
-    assert declared["default"] == [peer.to_data() for peer in DEFAULT_INGRESS_FROM]
-    assert declared["maxItems"] == MAX_PEERS
