@@ -824,6 +824,8 @@ def test_deploy_of_a_failed_tag_is_a_retry_only_while_the_spec_asks_for_it() -> 
     )
     assert core.failed_revision_of(body, "v4")["revision"] == 4
     assert core.failed_revision_of(body, "v5") is None
+    rebuilt = "sha256:" + "e" * 64  # the same tag, new bytes: a plain deploy, a new revision
+    assert core.failed_revision_of(body, "v4", rebuilt) is None
     body["spec"]["revision"] = 3  # pinned: a deploy clears the pin, which is a change already
     assert core.failed_revision_of(body, "v4") is None
 

@@ -219,14 +219,16 @@ def retry_target(body: Body) -> Mapping[str, Any]:
     return history[0]
 
 
-def failed_revision_of(body: Body, tag: str) -> Mapping[str, Any] | None:
-    """The latest revision, if it Failed with `tag` and the spec still asks for that tag: a
-    deploy of that tag changes no spec, so only a retry re-attempts it."""
+def failed_revision_of(body: Body, tag: str, digest: str | None = None) -> Mapping[str, Any] | None:
+    """The latest revision, if it Failed with `tag` (and `digest`) and the spec still asks for
+    exactly that: a deploy of it changes no spec, so only a retry re-attempts it. Another digest
+    of the same tag is a new build, and a plain deploy makes a new revision of it."""
     history = history_of(body)
     spec = body.get("spec") or {}
     latest = history[0] if history else {}
     failed = latest.get("outcome") == "Failed" and latest.get("tag") == tag
-    if failed and spec.get("tag") == tag and spec.get("revision") is None:
+    asked = spec.get("tag") == tag and spec.get("digest") == digest
+    if failed and asked and spec.get("revision") is None:
         return latest
     return None
 
