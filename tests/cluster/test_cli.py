@@ -590,6 +590,26 @@ def as_service_account(cluster: LiveCluster, namespace: str, account: str) -> Pl
     return Plugin(service_account_kubeconfig(cluster, namespace, account, state / f"{role}.kc"))
 
 
+def policies_in_force(cluster: LiveCluster, name: str) -> None:
+    """Wait until the API server enforces the just-bound policies on `name` (bindings take
+    effect a moment after they are stored): a server-side dry run is stamped and a forged stamp
+    refused."""
+
+    def stamped() -> bool:
+        patch = json.dumps({"spec": {"replicas": 2}})
+        dry = cluster.kubectl(
+            "patch", "tar", name, "--type=merge", "-p", patch, "--dry-run=server", "-o", "json"
+        )
+        annotations = json.loads(dry.stdout)["metadata"].get("annotations") or {}
+        forged = cluster.kubectl(
+            "annotate", "tar", name, "testapp.dev/changed-by=x", "--overwrite", "--dry-run=server",
+            check=False,
+        )  # fmt: skip
+        return "testapp.dev/changed-by" in annotations and forged.returncode != 0
+
+    wait_until(stamped, timeout=60, what="the admission policies in force")
+
+
 def test_who_is_recorded_for_two_users_and_a_cause_is_never_inherited(
     cluster: LiveCluster,
     operator: Any,
@@ -601,6 +621,7 @@ def test_who_is_recorded_for_two_users_and_a_cause_is_never_inherited(
     oncall = as_service_account(cluster, namespace, "oncall")
     name = new_release(tag="v1")
     cluster.kubectl("label", "tar", name, f"{SCOPE_LABEL}={admission}")
+    policies_in_force(cluster, name)
     wait_until(lambda: release(cluster, name).get("status", {}).get("phase") == "Ready")
 
     ci.ok("deploy", name, "--tag", "v2", "--cause", "commit 1a2b")
@@ -637,6 +658,7 @@ def test_the_stamps_cannot_be_written_by_hand(
 ) -> None:
     name = new_release(tag="v1")
     cluster.kubectl("label", "tar", name, f"{SCOPE_LABEL}={admission}")
+    policies_in_force(cluster, name)
 
     forged = cluster.kubectl(
         "annotate", "tar", name, "testapp.dev/changed-by=somebody-else", "--overwrite", check=False
