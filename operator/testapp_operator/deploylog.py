@@ -183,7 +183,8 @@ def next_log(
     new = None
     if not entries or entries[0].revision != target.number:
         new = _entry(_action(decision, request, was_pinned), target, request, now)
-    elif _restart_pending(entries, request.restart_at):
+    elif decision is not Decision.PAUSED and _restart_pending(entries, request.restart_at):
+        # (While paused nothing is applied: the restart is carried out, and logged, on resume.)
         new = _entry(Action.RESTART, target, request, now)
     if new is not None:
         if entries and entries[0].outcome == PROGRESSING:

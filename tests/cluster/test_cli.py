@@ -171,7 +171,7 @@ def test_deploy_of_a_tag_that_never_gets_ready_exits_1_with_the_condition_messag
 ) -> None:
     name = deployed("v1")
 
-    result = testapp("deploy", name, "--tag", "broken-1", "--timeout", "120")
+    result = testapp("deploy", name, "--tag", "broken-1", "--timeout", "5m")
 
     assert result.returncode == 1
     assert f"error: testapprelease {name}: " in result.stderr
@@ -340,6 +340,8 @@ def test_promote_deploys_what_runs_in_one_release_to_another(
     assert body["metadata"]["annotations"][CHANGE_CAUSE] == (
         f"promoted from {source.removeprefix('test-app-')} revision 1"
     )
+    newest = log_of(testapp, target)[0]
+    assert (newest["action"], newest["tag"], newest["outcome"]) == ("Promote", "v1", "Ready")
 
 
 # --- rollback semantics, retry, restart, pause ---------------------------------------------------
@@ -367,7 +369,7 @@ def test_retry_after_an_automatic_rollback_attempts_the_failed_tag_again(
     cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
 ) -> None:
     name = deployed("v1")
-    failed = testapp("deploy", name, "--tag", "broken-r", "--timeout", "2m")
+    failed = testapp("deploy", name, "--tag", "broken-r", "--timeout", "5m")
     assert failed.returncode == 1  # rolled back to revision 1
     # What a GitLab "Retry job" runs: the same deploy, again.
     same = testapp("deploy", name, "--tag", "broken-r", "--no-wait")
@@ -471,11 +473,20 @@ def test_get_tar_shows_the_running_tag_while_pinned(
     table = cluster.kubectl("get", "tar", name).stdout.splitlines()
     wide = cluster.kubectl("get", "tar", name, "-o", "wide").stdout.splitlines()
 
-    columns = dict(zip(table[0].split(), table[1].split(), strict=False))
+    columns = printed_columns(table)
     assert (columns["TAG"], columns["REVISION"], columns["PINNED"]) == ("v1", "1", "true")
-    wide_columns = dict(zip(wide[0].split(), wide[1].split(), strict=False))
+    wide_columns = printed_columns(wide)
     assert wide_columns["WANTED"] == "v2"
-    assert "MESSAGE" in wide[0]
+    assert wide_columns["MESSAGE"].startswith("revision 1: ")
+
+
+def printed_columns(lines: list[str]) -> dict[str, str]:
+    """kubectl's table as {HEADER: cell} for the first row, cut where each header starts (cells
+    may hold spaces)."""
+    header, row = lines[0], lines[1]
+    starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
+    bounds = zip(starts, [*starts[1:], None], strict=True)
+    return {header[a:b].strip(): row[a:b].strip() for a, b in bounds}
 
 
 def test_diff_previews_a_deploy_against_what_runs(
@@ -580,6 +591,26 @@ def as_service_account(cluster: LiveCluster, namespace: str, account: str) -> Pl
     return Plugin(service_account_kubeconfig(cluster, namespace, account, state / f"{role}.kc"))
 
 
+def policies_in_force(cluster: LiveCluster, name: str) -> None:
+    """Wait until the API server enforces the just-bound policies on `name` (bindings take
+    effect a moment after they are stored): a server-side dry run is stamped and a forged stamp
+    refused."""
+
+    def stamped() -> bool:
+        patch = json.dumps({"spec": {"replicas": 2}})
+        dry = cluster.kubectl(
+            "patch", "tar", name, "--type=merge", "-p", patch, "--dry-run=server", "-o", "json"
+        )
+        annotations = json.loads(dry.stdout)["metadata"].get("annotations") or {}
+        forged = cluster.kubectl(
+            "annotate", "tar", name, "testapp.dev/changed-by=x", "--overwrite", "--dry-run=server",
+            check=False,
+        )  # fmt: skip
+        return "testapp.dev/changed-by" in annotations and forged.returncode != 0
+
+    wait_until(stamped, timeout=60, what="the admission policies in force")
+
+
 def test_who_is_recorded_for_two_users_and_a_cause_is_never_inherited(
     cluster: LiveCluster,
     operator: Any,
@@ -591,6 +622,7 @@ def test_who_is_recorded_for_two_users_and_a_cause_is_never_inherited(
     oncall = as_service_account(cluster, namespace, "oncall")
     name = new_release(tag="v1")
     cluster.kubectl("label", "tar", name, f"{SCOPE_LABEL}={admission}")
+    policies_in_force(cluster, name)
     wait_until(lambda: release(cluster, name).get("status", {}).get("phase") == "Ready")
 
     ci.ok("deploy", name, "--tag", "v2", "--cause", "commit 1a2b")
@@ -627,6 +659,7 @@ def test_the_stamps_cannot_be_written_by_hand(
 ) -> None:
     name = new_release(tag="v1")
     cluster.kubectl("label", "tar", name, f"{SCOPE_LABEL}={admission}")
+    policies_in_force(cluster, name)
 
     forged = cluster.kubectl(
         "annotate", "tar", name, "testapp.dev/changed-by=somebody-else", "--overwrite", check=False
@@ -648,3 +681,32 @@ def test_the_deployment_log_survives_an_operator_restart(
     after = log_of(testapp, name)
     assert after[1:] == before
     assert (after[0]["action"], after[0]["revision"]) == ("Deploy", 3)
+
+
+# --- the plugin through kubectl (no control plane needed) ---------------------------------------
+
+
+def plugin_path() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{PLUGIN.parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_kubectl_completes_the_plugin_through_kubectl_complete_testapp() -> None:
+    result = subprocess.run(
+        ["kubectl", "__complete", "testapp", "re"],
+        capture_output=True,
+        text=True,
+        env=plugin_path(),
+        timeout=30,
+    )
+    assert result.stdout.splitlines() == ["retry", "resume", "restart", ":4"], result.stderr
+
+
+def test_kubectl_runs_the_plugin() -> None:
+    result = subprocess.run(
+        ["kubectl", "testapp", "--version"],
+        capture_output=True,
+        text=True,
+        env=plugin_path(),
+        timeout=30,
+    )
+    assert result.stdout.startswith("kubectl-testapp "), result.stderr

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from testapp_dev import LiveCluster, wait_until
+from testapp_operator.deploylog import log_after
 from testapp_operator.release import Release
 from testapp_operator.revisions import Outcome, Revision, plan
 from testapp_operator.status import Rollout, compute_status
@@ -246,9 +247,10 @@ def test_the_status_the_operator_computes_is_stored_unpruned(crd: LiveCluster, n
     release = Release.from_body(body)
     rollout = Rollout(revision=1, exists=True, current=True, desired=1, replicas=1, ready=1)
     revisions = [Revision(1, release.snapshot, Outcome.READY, "first", "2026-01-01T00:00:00Z")]
-    status = compute_status(
-        release, plan(release, revisions, rollout), rollout, revisions, [], datetime.now(UTC)
-    )
+    planned, now = plan(release, revisions, rollout), datetime.now(UTC)
+    status = compute_status(release, planned, rollout, revisions, [], now)
+    # As decide() adds it: the deployment log is part of the status the operator writes.
+    status["deployments"] = log_after(body, planned, rollout, now)
     status["kopf"] = {"progress": {"reconcile": {"retries": 1}}}
 
     # Server-side dry run: the object as it would be stored, pruned by the schema, and no race

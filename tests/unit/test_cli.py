@@ -116,8 +116,8 @@ def test_default_cause_falls_back_to_the_full_sha_without_the_short_one() -> Non
 
 
 def test_default_cause_in_a_gitlab_job_names_the_job_so_a_retried_job_differs() -> None:
-    environ = {"CI_COMMIT_SHORT_SHA": "1a2b", "CI_JOB_URL": "https://ci/jobs/7"}
-    assert core.default_cause(environ, "v2") == "commit 1a2b, job https://ci/jobs/7"
+    environ = {"CI_COMMIT_SHORT_SHA": "1a2b", "CI_PIPELINE_URL": "https://ci/p/3", "CI_JOB_ID": "7"}
+    assert core.default_cause(environ, "v2") == "commit 1a2b, pipeline https://ci/p/3, job 7"
 
 
 def test_default_cause_with_only_a_pipeline_url() -> None:
@@ -824,6 +824,8 @@ def test_deploy_of_a_failed_tag_is_a_retry_only_while_the_spec_asks_for_it() -> 
     )
     assert core.failed_revision_of(body, "v4")["revision"] == 4
     assert core.failed_revision_of(body, "v5") is None
+    rebuilt = "sha256:" + "e" * 64  # the same tag, new bytes: a plain deploy, a new revision
+    assert core.failed_revision_of(body, "v4", rebuilt) is None
     body["spec"]["revision"] = 3  # pinned: a deploy clears the pin, which is a change already
     assert core.failed_revision_of(body, "v4") is None
 

@@ -124,6 +124,14 @@ def test_a_restart_is_an_entry_once_per_request_and_makes_no_revision() -> None:
     assert again[0].outcome == "Ready"
 
 
+def test_a_restart_asked_while_paused_is_logged_when_carried_out_on_resume() -> None:
+    restart = Request(by="carol", restart_at="2025-06-01T11:59:00Z")
+    paused = next_log([entry(1)], Decision.PAUSED, revision(1), "Ready", restart, False, NOW)
+    resumed = next_log(paused, Decision.UNCHANGED, revision(1), "Ready", restart, False, NOW)
+    assert [e.action for e in paused] == [Action.DEPLOY]
+    assert [e.action for e in resumed] == [Action.RESTART, Action.DEPLOY]
+
+
 def test_a_restart_asked_with_a_new_revision_is_carried_out_by_its_rollout() -> None:
     both = Request(by="carol", restart_at="2025-06-01T11:59:00Z")
     log = next_log([entry(1)], Decision.CREATED, revision(2), "Progressing", both, False, NOW)

@@ -88,7 +88,7 @@ def cmd_deploy(kube: ReleaseClient, args: argparse.Namespace) -> int:
     name = core.release_name(args.env)
     cause = args.cause or core.default_cause(os.environ, args.tag)
     if args.retry_failed:
-        failed = core.failed_revision_of(kube.get_release(name), args.tag)
+        failed = core.failed_revision_of(kube.get_release(name), args.tag, args.digest)
         if failed is not None:
             what = f"retrying failed revision {failed['revision']} (tag {args.tag})"
             patch = core.stamp_patch("retryAt", _now(), cause)

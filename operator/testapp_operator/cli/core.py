@@ -108,17 +108,20 @@ def default_cause(environ: Mapping[str, str], tag: str) -> str:
     """Who and what triggered a deploy: the GitLab job when there is one, else the user and the
     tag. A cause equal to the previous one is taken for inherited and dropped (k8s/operator
     admission policy), so it names what makes this change differ: the tag, or the job (a retried
-    job has its own URL)."""
+    job has its own id)."""
     sha = environ.get("CI_COMMIT_SHORT_SHA") or environ.get("CI_COMMIT_SHA")
     login = environ.get("GITLAB_USER_LOGIN")
-    url = environ.get("CI_JOB_URL") or environ.get("CI_PIPELINE_URL")
-    if not (sha or login or url):
+    url = environ.get("CI_PIPELINE_URL")
+    job = environ.get("CI_JOB_ID")
+    if not (sha or login or url or job):
         return f"kubectl-testapp deploy {tag} by {environ.get('USER') or 'unknown'}"
     cause = f"commit {sha}" if sha else "deploy"
     if login:
         cause += f" by {login}"
     if url:
-        cause += f", job {url}" if environ.get("CI_JOB_URL") else f", pipeline {url}"
+        cause += f", pipeline {url}"
+    if job:
+        cause += f", job {job}"
     return cause
 
 
@@ -216,14 +219,16 @@ def retry_target(body: Body) -> Mapping[str, Any]:
     return history[0]
 
 
-def failed_revision_of(body: Body, tag: str) -> Mapping[str, Any] | None:
-    """The latest revision, if it Failed with `tag` and the spec still asks for that tag: a
-    deploy of that tag changes no spec, so only a retry re-attempts it."""
+def failed_revision_of(body: Body, tag: str, digest: str | None = None) -> Mapping[str, Any] | None:
+    """The latest revision, if it Failed with `tag` (and `digest`) and the spec still asks for
+    exactly that: a deploy of it changes no spec, so only a retry re-attempts it. Another digest
+    of the same tag is a new build, and a plain deploy makes a new revision of it."""
     history = history_of(body)
     spec = body.get("spec") or {}
     latest = history[0] if history else {}
     failed = latest.get("outcome") == "Failed" and latest.get("tag") == tag
-    if failed and spec.get("tag") == tag and spec.get("revision") is None:
+    asked = spec.get("tag") == tag and spec.get("digest") == digest
+    if failed and asked and spec.get("revision") is None:
         return latest
     return None
 
