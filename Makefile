@@ -137,7 +137,7 @@ export ENV TAG DIGEST IMAGE CAUSE OUT KUBECTL OPERATOR_IMAGE OPERATOR_DIGEST TIM
 GITLAB_CI_LOCAL := node_modules/.bin/gitlab-ci-local
 
 # Checks that stop a target before it does anything, naming the variable. The patterns are the
-# CRD's and release.py's (tests/unit/test_makefile.py holds them equal).
+# CRD's and release.py's (tests/pipeline/test_makefile.py holds them equal).
 TAG_PATTERN := ^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$$
 IMAGE_PATTERN := ^[a-z0-9][a-z0-9._/:-]*$$
 IMAGE_TAG_PATTERN := :[^/]*$$
