@@ -1,9 +1,10 @@
 """The pipeline, run in the images its jobs declare (podman), against the local control plane and
 the loopback registry: a push to development builds both images once (tests inside), pushes them,
 and deploy-dev — in the operator image it pushed — makes dev run the pushed digest; rollback-dev
-pins the previous revision; a v1.2.3 tag promotes the digest ppd ran, without rebuilding; a fork's
-merge request pushes nothing. A command missing from a job's image fails its job, and the test.
-Stand-ins for what cannot be pulled here: tests/pipeline/in_images.py says which and why.
+pins the previous revision; a v1.2.3 tag promotes the digest ppd ran, without rebuilding;
+install-operator installs the pushed operator by digest; a fork's merge request pushes nothing.
+A command missing from a job's image fails its job, and the test. Stand-ins for what cannot be
+pulled here: tests/pipeline/in_images.py says which and why.
 
 The deployers are ServiceAccounts with the RBAC docs/delivery.md gives each environment's
 deployer: get and patch of their own release (resourceNames), nothing else.
@@ -36,18 +37,9 @@ def git_head() -> str:
     ).stdout.strip()
 
 
-def deployer_kubeconfig(cluster: LiveCluster, env: str, directory: Path) -> Path:
-    """A ServiceAccount that may get and patch test-app-<env> only; its kubeconfig carries the
-    CA and the token inline, readable by the operator image's user (UID 10001)."""
-    account, role = f"deployer-{env}", f"testapp-deploy-{env}"
-    resource = ["--resource=testappreleases.testapp.dev", f"--resource-name=test-app-{env}"]
-    binding = [f"--clusterrole={role}", f"--serviceaccount={DEPLOYERS}:{account}"]
-    for args in (
-        ["-n", DEPLOYERS, "create", "serviceaccount", account],
-        ["create", "clusterrole", role, "--verb=get,watch,patch", *resource],
-        ["create", "clusterrolebinding", role, *binding],
-    ):
-        cluster.kubectl(*args, check=False)  # already there from an earlier session: fine
+def token_kubeconfig(cluster: LiveCluster, account: str, path: Path) -> Path:
+    """A kubeconfig of ServiceAccount `account` with the CA and token inline, readable by the
+    operator image's user (UID 10001)."""
     token = cluster.kubectl("-n", DEPLOYERS, "create", "token", account).stdout.strip()
     ca = (Path(cluster.state_dir) / "pki" / "ca.crt").read_bytes()
     config = {
@@ -66,10 +58,31 @@ def deployer_kubeconfig(cluster: LiveCluster, env: str, directory: Path) -> Path
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": account}}],
         "current-context": "local",
     }
-    path = directory / env
     path.write_text(json.dumps(config))
     path.chmod(0o644)
     return path
+
+
+def deployer_kubeconfig(cluster: LiveCluster, env: str, directory: Path) -> Path:
+    """The deployer of `env`: it may get and patch test-app-<env>, nothing else."""
+    account, role = f"deployer-{env}", f"testapp-deploy-{env}"
+    resource = ["--resource=testappreleases.testapp.dev", f"--resource-name=test-app-{env}"]
+    binding = [f"--clusterrole={role}", f"--serviceaccount={DEPLOYERS}:{account}"]
+    for args in (
+        ["-n", DEPLOYERS, "create", "serviceaccount", account],
+        ["create", "clusterrole", role, "--verb=get,watch,patch", *resource],
+        ["create", "clusterrolebinding", role, *binding],
+    ):
+        cluster.kubectl(*args, check=False)  # already there from an earlier session: fine
+    return token_kubeconfig(cluster, account, directory / env)
+
+
+def installer_kubeconfig(cluster: LiveCluster, directory: Path) -> Path:
+    """The operator's installer: CRDs and RBAC take cluster-admin (docs/delivery.md)."""
+    binding = ["--clusterrole=cluster-admin", f"--serviceaccount={DEPLOYERS}:installer"]
+    cluster.kubectl("-n", DEPLOYERS, "create", "serviceaccount", "installer", check=False)
+    cluster.kubectl("create", "clusterrolebinding", "testapp-install", *binding, check=False)
+    return token_kubeconfig(cluster, "installer", directory / "operator")
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +99,7 @@ def pipeline(
     cluster.kubectl("create", "namespace", DEPLOYERS, check=False)
     for deploy_env in ENVS:
         deployer_kubeconfig(cluster, deploy_env, kubeconfigs)
+    installer_kubeconfig(cluster, kubeconfigs)
     with podman_service(env, state) as socket:
         yield Pipeline(env, standins, registry, socket, kubeconfigs)
 
@@ -224,6 +238,26 @@ def test_a_release_tag_promotes_the_digest_ppd_ran_without_rebuilding(
     assert prd["status"]["digest"] == ppd_digest == built["test-app"]
     assert pipeline.digest("test-app:v1.2.3") == built["test-app"]
     assert pipeline.digest("testapp-operator:v1.2.3") == built["testapp-operator"]
+
+
+def test_install_operator_installs_the_pushed_operator_by_digest_and_waits_for_its_rollout(
+    cluster: LiveCluster, pipeline: Pipeline, built: dict[str, str]
+) -> None:
+    master = deploy_trigger(Trigger.push("master"), pipeline, "operator")
+    try:
+        run = pipeline.run_jobs(master, "install-operator", host_network=True)
+
+        assert run.passed("install-operator"), run.output
+        assert 'deployment "testapp-operator" successfully rolled out' in run.output
+        deployment = cluster.get("deployment", "testapp-operator", "-n", "testapp-system")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == (
+            f"{pipeline.registry}/testapp-operator@{built['testapp-operator']}"
+        )
+    finally:
+        cluster.kubectl(
+            "-n", "testapp-system", "delete", "deployment", "testapp-operator", "--ignore-not-found"
+        )
 
 
 def test_promoting_a_commit_master_never_built_fails_and_says_why(pipeline: Pipeline) -> None:
