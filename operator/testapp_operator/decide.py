@@ -98,18 +98,6 @@ class Actions:
     phase: str | None = None
     requeue_after: float | None = None
 
-    @property
-    def writes(self) -> bool:
-        return bool(
-            self.annotate
-            or self.namespace
-            or self.deployment
-            or self.children
-            or self.record
-            or self.prune
-            or self.status is not None
-        )
-
 
 def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
     body = observed.release
