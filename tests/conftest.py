@@ -8,6 +8,7 @@ an operator left running there would reconcile the tests' releases beside the te
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -70,10 +71,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def crd(cluster: LiveCluster) -> None:
-    """The TestAppRelease CRD installed and served."""
-    cluster.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
-    cluster.kubectl(
-        "wait", "crd/testappreleases.testapp.dev", "--for=condition=Established", "--timeout=30s"
+    """The TestAppRelease CRD installed and served, as `make install-crd` installs it."""
+    subprocess.run(
+        [sys.executable, "-m", "testapp_operator.install", "crd"],
+        cwd=REPO,
+        env=cluster.env,
+        check=True,
+        timeout=120,
     )
 
 

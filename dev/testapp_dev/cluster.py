@@ -7,15 +7,14 @@ under the module name `localcluster`.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from testapp_dev import scripts
 
 REPO = Path(__file__).resolve().parents[2]
 # A test session never shares a control plane with `make demo` or `make cluster-up` (.cluster/):
@@ -23,19 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 TEST_CLUSTER_DIR = Path(os.environ.get("TESTAPP_CLUSTER_DIR") or REPO / ".cluster-test")
 
 
-def _load_launcher() -> ModuleType:
-    if "localcluster" in sys.modules:
-        return sys.modules["localcluster"]
-    path = REPO / "hack" / "cluster" / "localcluster.py"
-    spec = importlib.util.spec_from_file_location("localcluster", path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["localcluster"] = module  # its dataclasses look their module up as it loads
-    spec.loader.exec_module(module)
-    return module
-
-
-localcluster = _load_launcher()
+localcluster = scripts.load("localcluster", "hack/cluster/localcluster.py")
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """The local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
-(a fake kubelet) built from the official Go modules and started on loopback.
+(a fake kubelet) built from the official Go modules and started on loopback, plus a real node
+(containerd, kubelet, kube-proxy; see realnode.py) where the machine allows one.
 
     python hack/cluster/localcluster.py up|down|status|env|kubeconfig|build|operator
 
 `up` builds the multi-call binary once into ~/.cache/testapp/cluster-<hash>/ (keyed by the Go
 module's files, so every clone on this machine shares it), writes certificates and a kubeconfig
 under .cluster/ in the work tree, starts every component in one process group, and waits for them
-in order. `operator` runs the operator in the background in the same group. `down` stops the
-group. The pytest fixture in tests/conftest.py uses the same functions.
+in order. An image registry on loopback runs in the same group (`env` prints its address).
+`operator` runs the operator in the background in the same group. `down` stops the group. The
+pytest fixture in tests/conftest.py uses the same functions.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,6 +34,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+# realnode.py and appimages.py sit beside this file, which runs as a script or is loaded by path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realnode
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -133,6 +140,93 @@ def ensure_binary(log: Callable[[str], None] = print) -> Path:
     return binary
 
 
+# --- loopback registry --------------------------------------------------------------------------
+# go-containerregistry's registry (`crane registry serve`): `make push` puts images there for the
+# cluster's nodes to pull. It keeps manifests in memory: its images live as long as the cluster.
+CRANE_PACKAGE = "github.com/google/go-containerregistry/cmd/crane"
+CRANE_VERSION = "v0.22.1"
+
+
+def ensure_crane(log: Callable[[str], None] = print) -> Path:
+    """Return the cached crane binary, building it from the Go module proxy if missing."""
+    target_dir = CACHE_DIR / f"crane-{CRANE_VERSION}"
+    binary = target_dir / "crane"
+    if binary.exists():
+        return binary
+    if shutil.which("go") is None:
+        raise ClusterError("Go is not installed: the loopback registry is built from Go modules")
+    log(f"Building crane {CRANE_VERSION} (the loopback registry) into {target_dir}")
+    partial = CACHE_DIR / f"crane-{CRANE_VERSION}.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["go", "install", "-trimpath", f"{CRANE_PACKAGE}@{CRANE_VERSION}"],
+        cwd=partial,
+        env={**os.environ, "GOBIN": str(partial), "GOFLAGS": "", "GOWORK": "off"},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise ClusterError(f"go install {CRANE_PACKAGE}@{CRANE_VERSION} failed:\n{result.stderr}")
+    partial.rename(target_dir)
+    return binary
+
+
+def registry_address(state: Path = STATE_DIR) -> str | None:
+    """host:port of the running cluster's registry, if it has one."""
+    try:
+        return json.loads((state / "registry.json").read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def registry_answers(address: str) -> bool:
+    return http(f"http://{address}/v2/")[0] == 200
+
+
+def start_registry(
+    state: Path, pgid: int, die_with_parent: bool, log: Callable[[str], None] = print
+) -> subprocess.Popen[bytes]:
+    """Start the registry in the cluster's process group (so `down` stops it too)."""
+    crane = ensure_crane(log)
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+    disk = state / "registry"
+    shutil.rmtree(disk, ignore_errors=True)  # blobs whose manifests died with the last registry
+    disk.mkdir(parents=True)
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [crane, "registry", "serve", "--address", address, "--disk", str(disk)],
+        stdout=(state / "logs" / "registry.log").open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=preexec_join(pgid, die_with_parent),
+    )
+    (state / "registry.json").write_text(json.dumps({"address": address, "pid": process.pid}))
+    return process
+
+
+def ensure_registry(state: Path = STATE_DIR, log: Callable[[str], None] = print) -> str:
+    """The running cluster's registry address, starting the registry if it has none. Idempotent."""
+    cluster = read_state(state)
+    if cluster is None or not is_healthy(cluster):
+        raise ClusterError("the local control plane is not running (make cluster-up)")
+    address = registry_address(state)
+    if address and registry_answers(address):
+        return address
+    process = start_registry(state, cluster.pgid, die_with_parent=False, log=log)
+    address = registry_address(state)
+    assert address is not None
+    deadline = time.monotonic() + 30
+    wait_for(
+        "the registry /v2/",
+        lambda: registry_answers(address),
+        deadline,
+        {"registry": process},
+        "registry",
+        state,
+    )
+    return address
+
+
 # --- certificates -------------------------------------------------------------------------------
 
 
@@ -141,36 +235,60 @@ def write_pki(pki: Path) -> None:
 
     Kept across restarts: generating RSA keys is the slow part of a warm start.
     """
-    if (pki / "done").exists():
-        return
+    if not (pki / "done").exists():
+        write_ca_and_keys(pki)
+    # Issued when missing, so a state dir from before the real node gains them.
+    for file, common, org in CLIENT_CERTS:
+        if not (pki / f"{file}.crt").exists():
+            issue_cert(pki, file, common, org)
+
+
+# file, common name (the user), organization (the group) of each client certificate.
+CLIENT_CERTS = (
+    ("admin", "admin", "system:masters"),
+    ("controller-manager", "system:kube-controller-manager", None),
+    ("scheduler", "system:kube-scheduler", None),
+    ("kwok", "kwok", "system:masters"),
+    ("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
+    ("node", f"system:node:{realnode.node_name()}", "system:nodes"),
+    ("kube-proxy", "system:kube-proxy", None),
+)
+
+
+def x509_name(common: str, org: str | None = None):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    parts = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
+    if org:
+        parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(parts)
+
+
+def save_key(key, path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def write_ca_and_keys(pki: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import NameOID
 
     pki.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
-
-    def name(common: str, org: str | None = None) -> x509.Name:
-        parts = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
-        if org:
-            parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-        return x509.Name(parts)
-
-    def save_key(key, path: Path) -> None:
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(name("testapp-local-ca"))
-        .issuer_name(name("testapp-local-ca"))
+        .subject_name(x509_name("testapp-local-ca"))
+        .issuer_name(x509_name("testapp-local-ca"))
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
@@ -180,42 +298,7 @@ def write_pki(pki: Path) -> None:
     )
     save_key(ca_key, pki / "ca.key")
     (pki / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-
-    def issue(file: str, subject: x509.Name, server: bool) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-        )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.DNSName("kubernetes"),
-                        x509.DNSName("kubernetes.default"),
-                        x509.DNSName("kubernetes.default.svc"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-                    ]
-                ),
-                critical=False,
-            )
-        cert = builder.sign(ca_key, hashes.SHA256())
-        save_key(key, pki / f"{file}.key")
-        (pki / f"{file}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-    issue("apiserver", name("kube-apiserver"), server=True)
-    issue("admin", name("admin", "system:masters"), server=False)
-    issue("controller-manager", name("system:kube-controller-manager"), server=False)
-    issue("scheduler", name("system:kube-scheduler"), server=False)
-    issue("kwok", name("kwok", "system:masters"), server=False)
-
+    issue_cert(pki, "apiserver", "kube-apiserver", None, server=True)
     # Service-account tokens are signed with RSA (the apiserver's default algorithm).
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     save_key(sa_key, pki / "sa.key")
@@ -225,6 +308,43 @@ def write_pki(pki: Path) -> None:
         )
     )
     (pki / "done").touch()
+
+
+def issue_cert(pki: Path, file: str, common: str, org: str | None, server: bool = False) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509_name(common, org))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.DNSName("kubernetes"),
+                    x509.DNSName("kubernetes.default"),
+                    x509.DNSName("kubernetes.default.svc"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+    cert = builder.sign(ca_key, hashes.SHA256())
+    save_key(key, pki / f"{file}.key")
+    (pki / f"{file}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
@@ -259,16 +379,20 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
 
 
 def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """Free loopback ports below the kernel's ephemeral range: a component restarted on its port
+    (the chaos tests) must not find it taken by some client connection's source port."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports: list[int] = []
+    for port in random.sample(range(10_000, low), k=low - 10_000):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free ports between 10000 and {low}")
 
 
 def component_args(component: str, state: Path, ports: Ports) -> list[str]:
@@ -296,7 +420,13 @@ def component_args(component: str, state: Path, ports: Ports) -> list[str]:
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
             "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction,PodSecurity,ServiceAccount",
+            # PodNodeSelector and PodTolerationRestriction: a namespace's annotations send its
+            # Pods to the real node (realnode.placement).
+            "--enable-admission-plugins=NodeRestriction,PodSecurity,ServiceAccount,"
+            "PodNodeSelector,PodTolerationRestriction",
+            # The API server's identity towards the kubelet (logs, exec, port-forward).
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
             # Room for one Service per release well past the 300 of `make bench-operator` (a /24
             # holds 253: the 254th release's Service never gets a ClusterIP).
             "--service-cluster-ip-range=10.0.0.0/16",
@@ -409,7 +539,8 @@ def http(
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
-        request.add_header("Content-Type", "application/json")
+        kind = "merge-patch+json" if method == "PATCH" else "json"
+        request.add_header("Content-Type", f"application/{kind}")
     try:
         with urllib.request.urlopen(request, context=context, timeout=timeout) as response:
             return response.status, response.read()
@@ -502,14 +633,20 @@ def up(
     die_with_parent: bool = False,
     log: Callable[[str], None] = print,
     timeout: float = 120,
+    real_node: bool = False,
 ) -> Cluster:
-    """Start the cluster, or return the running one. Idempotent."""
+    """Start the cluster, or return the running one. Idempotent. With `real_node`, also the real
+    node (or, where it cannot run, a line saying why: the cluster then has kwok only)."""
     running = read_state(state)
     if running and is_healthy(running):
+        ensure_registry(state, log)  # a cluster started before the registry came with it
+        if real_node and not node_running(state):
+            start_real_node(running, die_with_parent, log)
         return running
     if running:
         down(state)
     binary = ensure_binary(log)
+    ensure_crane(log)
     started = time.monotonic()
     deadline = started + timeout
     for stale in ("etcd", "logs", "apiserver-certs"):
@@ -518,7 +655,7 @@ def up(
     write_pki(state / "pki")
     ports = Ports(*free_ports(6))
     server = f"https://127.0.0.1:{ports.apiserver}"
-    for user in ("admin", "controller-manager", "scheduler", "kwok"):
+    for user in ("admin", "controller-manager", "scheduler", "kwok", "node", "kube-proxy"):
         target = state / ("kubeconfig" if user == "admin" else f"{user}.kubeconfig")
         write_kubeconfig(target, server, state / "pki", user)
 
@@ -546,6 +683,7 @@ def up(
         )
         for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
             processes[component] = start(binary, component, state, ports, pgid, die_with_parent)
+        processes["registry"] = start_registry(state, pgid, die_with_parent, log)
         http(f"{server}/api/v1/nodes", admin, "POST", node_manifest())
         default_sa = f"{server}/api/v1/namespaces/default/serviceaccounts/default"
         wait_for(
@@ -564,24 +702,128 @@ def up(
             "kwok",
             state,
         )
+        registry = registry_address(state)
+        assert registry is not None
+        wait_for(
+            "the registry /v2/",
+            lambda: registry_answers(registry),
+            deadline,
+            processes,
+            "registry",
+            state,
+        )
     except BaseException:
         down(state)
         raise
     log(f"Local control plane ready in {time.monotonic() - started:.1f} s: {server}")
+    if real_node:
+        start_real_node(cluster, die_with_parent, log)
     return cluster
 
 
-def start_operator(state: Path = STATE_DIR, metrics_port: int = 8081) -> int:
+NODE_READY_TIMEOUT = 120
+
+
+def start_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str], None]) -> bool:
+    """Start the real node and wait for it to be Ready; on failure put the host back, record the
+    reason (real_node_unavailable) and carry on with kwok only. Returns whether it runs."""
+    state = Path(cluster.state_dir)
+    paths = realnode.NodePaths(state)
+    pgid = cluster.pgid
+
+    def launch(
+        component: str, argv: list[str], env: dict[str, str] | None
+    ) -> subprocess.Popen[bytes]:
+        output = (state / "logs" / f"{component}.log").open("ab")
+        return subprocess.Popen(
+            [component, *argv[1:]],
+            executable=argv[0],
+            env={**os.environ, **(env or {})},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=state,
+            preexec_fn=preexec_join(pgid, die_with_parent),
+        )
+
+    started = time.monotonic()
+    name = realnode.node_name()
+    try:
+        ports = realnode.NodePorts(*free_ports(5))
+        processes = realnode.start(paths, Path(cluster.binary), CACHE_DIR, ports, launch, log)
+        wait_for(
+            f"the real node {name} Ready",
+            lambda: node_ready(cluster.server, admin_context(state), name),
+            started + NODE_READY_TIMEOUT,
+            processes,
+            "kubelet",
+            state,
+        )
+    except (realnode.NodeUnavailable, ClusterError) as error:
+        reason = str(error).splitlines()[0]
+        realnode.stop(paths)
+        paths.unavailable.write_text(reason + "\n")
+        log(f"Real node not started, Pods run on kwok only: {reason}")
+        return False
+    paths.unavailable.unlink(missing_ok=True)
+    log(f"Real node {name} Ready in {time.monotonic() - started:.1f} s")
+    return True
+
+
+def place_on_real_node(cluster: Cluster, namespace: str) -> None:
+    """Create (or annotate) a namespace so that its Pods go to the real node."""
+    admin = admin_context(Path(cluster.state_dir))
+    annotations = realnode.placement()
+    url = f"{cluster.server}/api/v1/namespaces"
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    status, _ = http(
+        url, admin, "POST", {**body, "metadata": {**body["metadata"], "annotations": annotations}}
+    )
+    if status == 409:
+        patch = {"metadata": {"annotations": annotations}}
+        status, _ = http(f"{url}/{namespace}", admin, "PATCH", patch)
+    if status not in (200, 201):
+        raise ClusterError(
+            f"could not place namespace {namespace} on the real node (HTTP {status})"
+        )
+
+
+def node_running(state: Path = STATE_DIR) -> bool:
+    return realnode.lock_owner() == str(state)
+
+
+def real_node_unavailable(state: Path = STATE_DIR) -> str | None:
+    """Why this cluster has no real node (one line), or None when it has one."""
+    if node_running(state):
+        return None
+    try:
+        return (realnode.NodePaths(state).unavailable).read_text().strip()
+    except OSError:
+        return (
+            realnode.unavailable_reason(realnode.NodePaths(state))
+            or "not started (make cluster-up)"
+        )
+
+
+OPERATOR_METRICS_PORT = 8081
+
+
+def start_operator(state: Path = STATE_DIR) -> tuple[int, int]:
     """Run the operator in the background, in the cluster's process group (so `down` stops it
-    too); returns its pid. Idempotent."""
+    too); returns its pid and metrics port. Idempotent."""
     cluster = read_state(state)
     if cluster is None or not is_healthy(cluster):
         raise ClusterError("the local control plane is not running (make cluster-up)")
     pid_file = state / "operator.pid"
     with contextlib.suppress(OSError, ValueError):
-        pid = int(pid_file.read_text())
+        pid, *port = map(int, pid_file.read_text().split())
+        metrics_port = port[0] if port else OPERATOR_METRICS_PORT
         if b"testapp_operator" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return pid
+            return pid, metrics_port
+    # The documented port, unless the operator of another cluster on this machine has it.
+    with socket.socket() as probe:
+        taken = probe.connect_ex(("127.0.0.1", OPERATOR_METRICS_PORT)) == 0
+    metrics_port = free_ports(1)[0] if taken else OPERATOR_METRICS_PORT
     log = (state / "logs" / "operator.log").open("ab")
     process = subprocess.Popen(
         [
@@ -597,12 +839,12 @@ def start_operator(state: Path = STATE_DIR, metrics_port: int = 8081) -> int:
         stdin=subprocess.DEVNULL,
         preexec_fn=preexec_join(cluster.pgid, die_with_parent=False),
     )
-    pid_file.write_text(str(process.pid))
-    return process.pid
+    pid_file.write_text(f"{process.pid} {metrics_port}")
+    return process.pid, metrics_port
 
 
-def node_ready(server: str, admin: ssl.SSLContext) -> bool:
-    status, body = http(f"{server}/api/v1/nodes/{NODE_NAME}", admin)
+def node_ready(server: str, admin: ssl.SSLContext, name: str = NODE_NAME) -> bool:
+    status, body = http(f"{server}/api/v1/nodes/{name}", admin)
     if status != 200:
         return False
     conditions = json.loads(body).get("status", {}).get("conditions", [])
@@ -610,7 +852,13 @@ def node_ready(server: str, admin: ssl.SSLContext) -> bool:
 
 
 def down(state: Path = STATE_DIR, grace: float = 10) -> None:
-    """Stop every component: SIGTERM the process group, then SIGKILL what is left."""
+    """Stop every component: the real node first (its containers, then the host put back), then
+    SIGTERM the process group, then SIGKILL what is left."""
+    left = realnode.stop(realnode.NodePaths(state))
+    if left:
+        print(
+            "warning: the real node left on this machine:\n  " + "\n  ".join(left), file=sys.stderr
+        )
     cluster = read_state(state)
     if cluster is None:
         return
@@ -624,6 +872,7 @@ def down(state: Path = STATE_DIR, grace: float = 10) -> None:
     reap_children()
     (state / "state.json").unlink(missing_ok=True)
     (state / "operator.pid").unlink(missing_ok=True)
+    (state / "registry.json").unlink(missing_ok=True)
 
 
 def reap_children() -> None:
@@ -633,14 +882,18 @@ def reap_children() -> None:
 
 
 @contextlib.contextmanager
-def running(state: Path = STATE_DIR, log: Callable[[str], None] = print) -> Iterator[Cluster]:
+def running(
+    state: Path = STATE_DIR, log: Callable[[str], None] = print, real_node: bool = False
+) -> Iterator[Cluster]:
     """A cluster for the duration of the block: reuses one started by `make cluster-up` (and
     leaves it running), otherwise starts one tied to this process and stops it afterwards."""
     existing = read_state(state)
     if existing and is_healthy(existing):
+        if real_node and not node_running(state):
+            start_real_node(existing, die_with_parent=False, log=log)
         yield existing
         return
-    cluster = up(state, die_with_parent=True, log=log)
+    cluster = up(state, die_with_parent=True, log=log, real_node=real_node)
     try:
         yield cluster
     finally:
@@ -671,24 +924,44 @@ def rss_mb(pgid: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "command", choices=["up", "down", "status", "env", "kubeconfig", "build", "operator"]
+        "command",
+        choices=["up", "down", "status", "env", "kubeconfig", "build", "operator", "node", "place"],
+        help="node: say whether the real node runs (exit 0) or why not (exit 1); "
+        "place NAMESPACE...: create namespaces whose Pods go to the real node",
     )
+    parser.add_argument("namespaces", nargs="*", help="for `place`")
     args = parser.parse_args(argv)
     kubeconfig = STATE_DIR / "kubeconfig"
     try:
         if args.command == "build":
             print(ensure_binary())
         elif args.command == "up":
-            cluster = up()
+            cluster = up(real_node=True)
             print(f"export KUBECONFIG={cluster.kubeconfig}")
+        elif args.command == "place":
+            cluster = read_state()
+            if cluster is None or not is_healthy(cluster):
+                raise ClusterError("the local control plane is not running (make cluster-up)")
+            for namespace in args.namespaces:
+                place_on_real_node(cluster, namespace)
+                print(f"namespace/{namespace}: its Pods run on the real node")
+        elif args.command == "node":
+            reason = real_node_unavailable()
+            print(reason or f"real node {realnode.node_name()} running")
+            return 1 if reason else 0
         elif args.command == "operator":
-            pid = start_operator()
-            print(f"Operator running (pid {pid}); log: {STATE_DIR / 'logs' / 'operator.log'}")
+            pid, metrics_port = start_operator()
+            print(
+                f"Operator running (pid {pid}, metrics on 127.0.0.1:{metrics_port}); "
+                f"log: {STATE_DIR / 'logs' / 'operator.log'}"
+            )
         elif args.command == "down":
             down()
             print("Local control plane stopped.")
         elif args.command == "env":
             print(f"export KUBECONFIG={kubeconfig}")
+            if registry := registry_address():
+                print(f"export TESTAPP_REGISTRY={registry}")
         elif args.command == "kubeconfig":
             print(kubeconfig)
         elif args.command == "status":
@@ -697,6 +970,9 @@ def main(argv: list[str] | None = None) -> int:
                 print("Local control plane is not running (make cluster-up).")
                 return 1
             print(f"Running at {cluster.server}; KUBECONFIG={cluster.kubeconfig}")
+            print(f"Registry at {registry_address() or '(none: make cluster-up starts one)'}")
+            reason = real_node_unavailable()
+            print(f"Real node: {reason or realnode.node_name() + ' (label testapp.dev/node=real)'}")
             for component, size in sorted(rss_mb(cluster.pgid).items()):
                 print(f"  {component:<24} RSS {size:7.1f} MiB")
     except ClusterError as error:

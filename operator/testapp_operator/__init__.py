@@ -21,9 +21,16 @@ HTTP_PORT = 8000
 # On ControllerRevisions: which release owns it (label), what it was for and how it went.
 RELEASE_LABEL = f"{GROUP}/release"
 CHANGE_CAUSE_ANNOTATION = f"{GROUP}/change-cause"
+# On the release, set with a change: where a promotion came from (`kubectl testapp promote`), and
+# (stamped by the admission policy in k8s/operator) who made the change and with which client.
+PROMOTED_FROM_ANNOTATION = f"{GROUP}/promoted-from"
+CHANGED_BY_ANNOTATION = f"{GROUP}/changed-by"
+CHANGED_WITH_ANNOTATION = f"{GROUP}/changed-with"
 OUTCOME_ANNOTATION = f"{GROUP}/outcome"
 # On the Deployment's Pod template: the revision it runs.
 REVISION_ANNOTATION = f"{GROUP}/revision"
+# ... and the spec.restartAt it last restarted for.
+RESTARTED_AT_ANNOTATION = f"{GROUP}/restarted-at"
 # On the Deployment: the fingerprint of the snapshot it runs, and the release generation it was
 # last written for (docs/design.md, Two operators at once). Labels, not annotations: a
 # Deployment's generation moves with its annotations, and the status would report a rollout.

@@ -12,7 +12,7 @@ import random
 
 import kopf
 
-from testapp_operator import FIELD_MANAGER, metrics
+from testapp_operator import FIELD_MANAGER, health, metrics
 from testapp_operator import handlers as _registers_the_kopf_handlers  # noqa: F401
 
 
@@ -35,6 +35,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--liveness",
         default=env("TESTAPP_LIVENESS"),
         help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    parser.add_argument(
+        "--readiness",
+        default=env("TESTAPP_READINESS"),
+        help="serve the readiness probe (active: watching; standby: ready to take over), "
+        "e.g. http://0.0.0.0:8082/readyz (env TESTAPP_READINESS)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -80,6 +86,13 @@ def main(argv: list[str] | None = None) -> None:
         # Naming a peering makes it mandatory in Kopf, even when standalone.
         peering_name=None if args.standalone else args.peering,
         liveness_endpoint=args.liveness,
+        memo=kopf.Memo(
+            readiness=args.readiness,
+            standalone=args.standalone,
+            peering=args.peering,
+            priority=args.priority,
+            watch_clock=health.WatchClock(),
+        ),
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from testapp_operator import GENERATION_LABEL, OUTCOME_ANNOTATION, render
 from testapp_operator.conditions import set_condition
+from testapp_operator.deploylog import log_after
 from testapp_operator.drift import needs_apply
 from testapp_operator.release import Release, ReleaseError, Snapshot
 from testapp_operator.revisions import Decision, Outcome, Plan, Revision, plan
@@ -44,7 +45,7 @@ class Observed:
     """What exists for one release: None where an object does not."""
 
     release: Body | None
-    children: Mapping[str, Body | None] = field(default_factory=dict)  # by kind
+    children: Mapping[tuple[str, str], Body | None] = field(default_factory=dict)  # (kind, name)
     revisions: Sequence[Body] = ()  # its ControllerRevisions
 
 
@@ -108,7 +109,7 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
     except ReleaseError as error:
         return _invalid(body, error, memory, now)
     name = release.name
-    running = observed.children.get("Deployment")
+    running = observed.children.get(("Deployment", name))
     if _rendered_from_newer_spec(running, release):
         since = memory.stale_since or now
         if now - since < STALE_GRACE:
@@ -142,7 +143,7 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
         changed, drifted = _changes(release, decided, observed, new_generation)
         for desired in changed:
             kind = desired["kind"]
-            if kind == "Namespace" and observed.children.get(kind) is None:
+            if kind == "Namespace" and observed.children.get((kind, name)) is None:
                 namespace = desired
             elif kind == "Deployment":
                 # Applied only over the version this decision saw (see docs/design.md).
@@ -170,6 +171,7 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
     new_status = compute_status(
         release, decided, rollout, revisions, status.get("conditions") or [], now
     )
+    new_status["deployments"] = log_after(body, decided, rollout, now)
     patch, requeue_after = None, None
     if _differs(new_status, status):
         wait = _progress_wait(new_status, status, memory.since_status_write)
@@ -246,7 +248,7 @@ def _changes(
     steady = not new_generation and not decided.deploy
     changed, drifted = [], []
     for desired in render.children(release, decided.target):
-        current = observed.children.get(desired["kind"])
+        current = observed.children.get((desired["kind"], desired["metadata"]["name"]))
         if needs_apply(_with_generation_of(current, desired, release.generation), current):
             changed.append(desired)
             if steady:

@@ -2,8 +2,10 @@
 
 A reconcile that finds nothing to change must make no write, so before a server-side apply we ask
 `needs_apply(desired, observed)`: every field we render must hold the rendered value (the server
-may add defaults around it), and no label we applied earlier may linger after we stopped rendering
-it (those are the only fields a spec change can remove; our managedFields say which we own).
+may add defaults around it), and no label or top-level spec field we applied earlier may linger
+after we stopped rendering it (those are the fields a spec change can remove: a label dropped from
+spec.labels, a NetworkPolicy's `ingress` when spec.ingressFrom is emptied; our managedFields say
+which we own).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from kubernetes.utils import parse_quantity
 
 from testapp_operator import FIELD_MANAGER
 
-# Where labels live in what we render, as paths; a label dropped from spec.labels must go.
-LABEL_PATHS = (("metadata", "labels"), ("spec", "template", "metadata", "labels"))
+# Maps whose keys we may stop rendering, as paths; a key we own there and no longer render must go.
+REMOVABLE_PATHS = (("metadata", "labels"), ("spec", "template", "metadata", "labels"), ("spec",))
 
 
 def needs_apply(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:
@@ -28,7 +30,7 @@ def needs_apply(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) 
     owned = _owned_fields(observed)
     if owned is None:
         return False
-    for path in LABEL_PATHS:
+    for path in REMOVABLE_PATHS:
         wanted = set(_at(desired, path) or {})
         if not _owned_keys(owned, path) <= wanted:
             return True
@@ -37,7 +39,7 @@ def needs_apply(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) 
 
 def compact(observed: Mapping[str, Any]) -> dict[str, Any]:
     """What the operator keeps of an observed object: all of it but managedFields, of which only
-    what `needs_apply` reads (the label keys our manager owns).
+    what `needs_apply` reads (the keys our manager owns under REMOVABLE_PATHS).
 
     The indexes hold one body per child of every release, and managedFields are half of a body's
     memory (each field is a nested dict), so keeping them whole doubled the operator's footprint.
@@ -48,13 +50,14 @@ def compact(observed: Mapping[str, Any]) -> dict[str, Any]:
     metadata.pop("managedFields", None)
     if owned is not None:
         kept: dict[str, Any] = {}
-        for path in LABEL_PATHS:
+        for path in REMOVABLE_PATHS:
             keys = _owned_keys(owned, path)
             if keys:
                 node = kept
                 for part in path:
                     node = node.setdefault(f"f:{part}", {})
-                node.update({f"f:{key}": {} for key in keys})
+                for key in keys:
+                    node.setdefault(f"f:{key}", {})
         metadata["managedFields"] = [
             {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": kept}
         ]

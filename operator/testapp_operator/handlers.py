@@ -9,13 +9,15 @@ the children it made before deciding anything.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION, metrics
+from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION, health, metrics
 from testapp_operator.drift import compact
 from testapp_operator.events import EventRecorder
 from testapp_operator.kube import Kube
@@ -72,11 +74,31 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.peering.lifetime = 15
     # The API client does discovery on creation: keep that I/O off the event loop.
     memo.shell = Shell(await asyncio.to_thread(Kube))
+    if memo.get("readiness"):
+        memo.health = await health.serve(memo.readiness, functools.partial(ready, memo))
+
+
+async def ready(memo: kopf.Memo) -> health.Verdict:
+    if memo.standalone:
+        return health.Verdict(True, "standalone: started")
+    status = await memo.shell.kube.peering_status(memo.peering)
+    return health.readiness(status, memo.priority, memo.watch_clock.since(), datetime.now(UTC))
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("health"):
+        await memo.health.cleanup()
     memo.shell.kube.close()
+
+
+# Every peer's keep-alive changes the peering object every few seconds; Kopf delivers it here only
+# while this replica is active and every index has its initial listing: the readiness of the
+# active replica (health.py).
+@kopf.on.event("kopf.dev", "v1", "clusterkopfpeerings")
+async def peering_seen(name: str, memo: kopf.Memo, **_: Any) -> None:
+    if name == memo.get("peering"):
+        memo.watch_clock.tick()
 
 
 def kept(body: kopf.Body) -> str:
@@ -110,6 +132,14 @@ async def services(name: str, namespace: str, body: kopf.Body, **_: Any) -> dict
     return {name: kept(body)} if name == namespace else None
 
 
+# A release's NetworkPolicies live in its namespace and are named `<release>-<purpose>`.
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
+async def networkpolicies(
+    name: str, namespace: str, body: kopf.Body, **_: Any
+) -> dict[str, str] | None:
+    return {name: kept(body)} if name.startswith(f"{namespace}-") else None
+
+
 @kopf.index("apps", "v1", "controllerrevisions", labels={RELEASE_LABEL: kopf.PRESENT})
 async def controllerrevisions(labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[str, str]:
     return {labels[RELEASE_LABEL]: kept(body)}
@@ -135,6 +165,7 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, W
                 "Namespace": one(indexes["namespaces"]),
                 "Deployment": one(indexes["deployments"]),
                 "Service": one(indexes["services"]),
+                "NetworkPolicy": one(indexes["networkpolicies"]),
             },
             revisions=lambda key: [json.loads(text) for text in revisions.get(key, ())],
         )
@@ -142,10 +173,18 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, W
         # As many reconciles at once as the API client has threads.
         shell.queue = WorkQueue(shell.reconciler.reconcile, limit=shell.kube.threads)
         metrics.track_phases(shell.reconciler.phases)
+        metrics.track_releases(shell.reconciler.running)
     return shell.reconciler, shell.queue
 
 
-INDEXES = ("releases", "namespaces", "deployments", "services", "controllerrevisions")
+INDEXES = (
+    "releases",
+    "namespaces",
+    "deployments",
+    "services",
+    "networkpolicies",
+    "controllerrevisions",
+)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -157,11 +196,12 @@ async def release_changed(name: str, type: str | None, memo: kopf.Memo, **kwargs
         queue.add(name)
 
 
-# A release's children all carry its name: the Namespace is named after it, the Deployment and
-# Service live in that namespace.
+# A release's children all carry its name: the Namespace is named after it, the Deployment,
+# Service and NetworkPolicies live in that namespace.
 @kopf.on.event("", "v1", "namespaces", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("", "v1", "services", labels=MANAGED)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
 async def child_changed(
     name: str,
     namespace: str | None,

@@ -32,6 +32,7 @@ KINDS = (
     ("v1", "Event"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "ControllerRevision"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
     (f"{GROUP}/{VERSION}", "TestAppRelease"),
 )
 
@@ -130,6 +131,14 @@ class Kube:
             content_type="application/merge-patch+json",
             field_manager=FIELD_MANAGER,
         )
+
+    async def peering_status(self, name: str) -> Body | None:
+        """The status of Kopf's ClusterKopfPeering `name` (its peers): the readiness probe's one
+        read. Resolved when first asked: a standalone operator needs no peering CRD."""
+        resource = await self._run(
+            self._dynamic.resources.get, api_version="kopf.dev/v1", kind="ClusterKopfPeering"
+        )
+        return (await self._call(resource.get, name=name)).get("status")
 
     async def event(
         self, release: Mapping[str, Any], type_: str, reason: str, message: str

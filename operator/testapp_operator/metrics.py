@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import platform
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from testapp_operator.status import PHASES
 
@@ -24,6 +29,62 @@ ROLLBACKS = Counter(
 DRIFT_CORRECTIONS = Counter(
     "testapp_drift_corrections", "Reconciles that restored a changed or deleted child object."
 )
+
+
+BUILD_INFO = Gauge("testapp_build_info", "The operator's build (always 1).", ["version", "python"])
+INFO_LABELS = ("env", "tag", "revision", "phase", "pinned")
+Facts = Mapping[str, str]
+
+
+def _version() -> str:
+    try:
+        return version("testapp-operator")
+    except PackageNotFoundError:  # the image runs the package from /app, not installed
+        return "unknown"
+
+
+BUILD_INFO.labels(version=_version(), python=platform.python_version()).set(1)
+
+
+class ReleaseInfo(Collector):
+    """testapp_release_info: one series per release this replica reconciles, read at scrape
+    time. A standby replica reconciles nothing and so exports none, which no alert takes for a
+    zero."""
+
+    def __init__(self) -> None:
+        self.facts: Callable[[], Iterable[tuple[str, Facts]]] = lambda: ()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "testapp_release_info",
+            "What runs in each release (always 1; the labels are the facts).",
+            labels=["release", *INFO_LABELS],
+        )
+        for name, facts in self.facts():
+            family.add_metric([name, *(facts[label] for label in INFO_LABELS)], 1)
+        yield family
+
+
+RELEASE_INFO = ReleaseInfo()
+REGISTRY.register(RELEASE_INFO)
+
+
+def release_facts(body: Mapping[str, Any]) -> dict[str, str] | None:
+    """The labels of a release's testapp_release_info, from its status (None: nothing yet)."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if not status.get("phase"):
+        return None
+    return {
+        "env": str(spec.get("env", "")),
+        "tag": str(status.get("tag", "")),
+        "revision": str(status.get("revision", "")),
+        "phase": str(status["phase"]),
+        "pinned": str(bool(status.get("pinned"))).lower(),
+    }
+
+
+def track_releases(facts: Callable[[], Iterable[tuple[str, Facts]]]) -> None:
+    RELEASE_INFO.facts = facts
 
 
 def track_phases(phases: Callable[[], Iterable[str]]) -> None:

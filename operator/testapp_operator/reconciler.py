@@ -19,8 +19,10 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
+from testapp_operator import render
 from testapp_operator.decide import Actions, Memory, Observed, decide, with_created
 from testapp_operator.events import EventRecorder
+from testapp_operator.metrics import release_facts
 from testapp_operator.queue import Result
 from testapp_operator.writes import Writes
 
@@ -52,7 +54,7 @@ class World:
     """Read access to what the watches have seen, by release name."""
 
     release: Lookup
-    children: Mapping[str, Lookup]  # by kind; every kind render.children produces
+    children: Mapping[str, Lookup]  # by kind, then name; every kind render.children produces
     revisions: Callable[[str], list[Body]]
 
 
@@ -64,6 +66,7 @@ class ReleaseState:
     memory: Memory = field(default_factory=Memory)
     status_written: float = float("-inf")  # time.monotonic() of our last status write
     phase: str | None = None
+    facts: dict[str, str] | None = None  # testapp_release_info's labels
 
 
 class Reconciler:
@@ -84,6 +87,9 @@ class Reconciler:
 
     def phases(self) -> list[str]:
         return [state.phase for state in self._releases.values() if state.phase]
+
+    def running(self) -> list[tuple[str, dict[str, str]]]:
+        return [(name, state.facts) for name, state in self._releases.items() if state.facts]
 
     async def reconcile(self, name: str) -> Result:
         state = self._releases.get(name) or ReleaseState()
@@ -115,8 +121,8 @@ class Reconciler:
         return Observed(
             release=writes.fresh("TestAppRelease", name, world.release(name)),
             children={
-                kind: writes.fresh(kind, name, lookup(name))
-                for kind, lookup in world.children.items()
+                (kind, child): writes.fresh(kind, child, world.children[kind](child))
+                for kind, child in render.child_keys(name)
             },
             revisions=writes.revisions(world.revisions(name)),
         )
@@ -155,7 +161,8 @@ class Reconciler:
             # Only over the release version this decision saw: a status from a lagging view of
             # the spec must not replace a newer one.
             version = body["metadata"]["resourceVersion"]
-            writes.remember(await kube.patch_release_status(name, status, version))
+            body = writes.remember(await kube.patch_release_status(name, status, version))
             state.status_written = time.monotonic()
+        state.facts = release_facts(body) or state.facts
         state.memory = actions.memory
         state.phase = actions.phase or state.phase

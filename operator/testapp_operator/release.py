@@ -4,11 +4,14 @@ Public interface:
 - `Release.from_body(body) -> Release`: parse a TestAppRelease (dict as Kopf or the API gives it).
   CRD defaults are filled in when absent (an object stored before a field existed).
 - `Release.snapshot -> Snapshot`: the Pod-template inputs the spec asks for.
-- `Snapshot(image, tag, labels, resources)`: what a revision records; `to_data()` / `from_data()`
-  give and read the ControllerRevision `data`; `fingerprint` is a short hash of it. Labels and
-  resources are sorted tuples, so two snapshots are equal exactly when they would render the
-  same Pod template.
+- `Snapshot(image, tag, labels, resources, digest)`: what a revision records; `to_data()` /
+  `from_data()` give and read the ControllerRevision `data`; `fingerprint` is a short hash of it.
+  Labels and resources are sorted tuples, so two snapshots are equal exactly when they would
+  render the same Pod template. `reference` is what the container runs: `image:tag`, or
+  `image:tag@digest` when pinned by digest.
 - `Resources(requests, limits)`: container requests/limits as sorted (name, quantity) pairs.
+- `Peer(namespace_labels, pod_labels)`: one source allowed to reach the `http` port, a
+  NetworkPolicy peer with matchLabels selectors; `DEFAULT_INGRESS_FROM` when the spec names none.
 - `ReleaseError(field, message)`: bad input that slipped past the API server (an older CRD, a
   hand-made ControllerRevision); `str()` names the field, e.g. "spec.tag: must match ...".
 """
@@ -22,12 +25,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from testapp_operator import CHANGE_CAUSE_ANNOTATION
+from testapp_operator import CHANGE_CAUSE_ANNOTATION, GROUP
 
 ENVS = ("dev", "stg", "ppd", "prd")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 # A ':' with no '/' after it is a tag in the last path segment ("host:5000/app" is fine).
 IMAGE_TAG_RE = re.compile(r":[^/]*$")
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -54,6 +59,9 @@ RESERVED_LABELS = ("app", "env")
 RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "pod-security.kubernetes.io/")
 
 Pairs = tuple[tuple[str, str], ...]
+# Namespaces a cluster admin labels so (an ingress controller's, a client's) reach the `http` port.
+CLIENT_NAMESPACE_LABEL = f"{GROUP}/client"
+MAX_PEERS = 16
 
 
 class ReleaseError(ValueError):
@@ -95,17 +103,58 @@ DEFAULT_RESOURCES = Resources(
 
 
 @dataclass(frozen=True)
+class Peer:
+    """Who may open connections to the app's `http` port: Pods matching `pod_labels` in
+    namespaces matching `namespace_labels`. None leaves that selector out (no namespace selector:
+    the release's own namespace; no pod selector: every Pod); () selects everything."""
+
+    namespace_labels: Pairs | None = None
+    pod_labels: Pairs | None = None
+
+    @classmethod
+    def from_data(cls, data: Any, where: str) -> Peer:
+        obj = _mapping(data, where)
+        known = {"namespaceSelector", "podSelector"}
+        if not obj or set(obj) - known:
+            raise ReleaseError(
+                where, f"must set namespaceSelector and/or podSelector, not {sorted(obj)}"
+            )
+        return cls(
+            namespace_labels=_selector(obj.get("namespaceSelector"), f"{where}.namespaceSelector"),
+            pod_labels=_selector(obj.get("podSelector"), f"{where}.podSelector"),
+        )
+
+    def to_data(self) -> dict[str, Any]:
+        """The NetworkPolicyPeer, as the API server stores it (no empty matchLabels)."""
+        peer = {}
+        for key, labels in (
+            ("namespaceSelector", self.namespace_labels),
+            ("podSelector", self.pod_labels),
+        ):
+            if labels is not None:
+                peer[key] = {"matchLabels": dict(labels)} if labels else {}
+        return peer
+
+
+# Safe by default: no namespace reaches the app until a cluster admin labels it as a client.
+DEFAULT_INGRESS_FROM = (Peer(namespace_labels=((CLIENT_NAMESPACE_LABEL, "true"),)),)
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """The Pod-template inputs of one revision: image, tag, labels, resources (not replicas)."""
+    """The Pod-template inputs of one revision: image, tag, labels, resources, digest (not
+    replicas). With a digest, a rollback to this revision runs the very bytes it ran before,
+    whatever the tag points to since."""
 
     image: str
     tag: str
     labels: Pairs = ()
     resources: Resources = field(default_factory=Resources)
+    digest: str | None = None
 
     @property
     def image_ref(self) -> str:
-        """The full image reference, `image:tag`."""
+        """The image by name, `image:tag` (what people read; status.image)."""
         return f"{self.image}:{self.tag}"
 
     @property
@@ -114,14 +163,22 @@ class Snapshot:
         canonical = json.dumps(self.to_data(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    @property
+    def reference(self) -> str:
+        """What the container runs: `image:tag@digest` when pinned (the runtime then pulls by
+        digest; the tag stays for people), else `image:tag`."""
+        return f"{self.image_ref}@{self.digest}" if self.digest else self.image_ref
+
     def to_data(self) -> dict[str, Any]:
-        """The ControllerRevision `data`: plain JSON with sorted keys."""
-        return {
+        """The ControllerRevision `data`: plain JSON with sorted keys (no digest key without a
+        digest: revisions stored before digests existed read back equal)."""
+        data = {
             "image": self.image,
             "tag": self.tag,
             "labels": dict(self.labels),
             "resources": self.resources.to_data(),
         }
+        return {**data, "digest": self.digest} if self.digest else data
 
     @classmethod
     def from_data(cls, data: Any) -> Snapshot:
@@ -132,6 +189,7 @@ class Snapshot:
             tag=_tag(obj.get("tag"), "data.tag"),
             labels=_labels(obj.get("labels", {}), "data.labels"),
             resources=Resources.from_data(obj.get("resources", {}), "data.resources"),
+            digest=_digest(obj.get("digest"), "data.digest"),
         )
 
 
@@ -153,6 +211,10 @@ class Release:
     resources: Resources = DEFAULT_RESOURCES
     paused: bool = False
     change_cause: str = ""
+    retry_at: str | None = None  # re-attempt a Failed latest revision created before this time
+    restart_at: str | None = None  # replace the running Pods once per new value (no revision)
+    digest: str | None = None
+    ingress_from: tuple[Peer, ...] = DEFAULT_INGRESS_FROM
 
     @property
     def namespace(self) -> str:
@@ -162,7 +224,7 @@ class Release:
     @property
     def snapshot(self) -> Snapshot:
         """What the spec asks to run now (deployed only when neither pinned nor paused)."""
-        return Snapshot(self.image, self.tag, self.labels, self.resources)
+        return Snapshot(self.image, self.tag, self.labels, self.resources, self.digest)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Release:
@@ -198,8 +260,16 @@ class Release:
                 else DEFAULT_RESOURCES
             ),
             paused=_boolean(spec.get("paused", False), "spec.paused"),
+            retry_at=_timestamp(spec.get("retryAt"), "spec.retryAt"),
+            restart_at=_timestamp(spec.get("restartAt"), "spec.restartAt"),
             change_cause=_string(
                 annotations.get(CHANGE_CAUSE_ANNOTATION, ""), "metadata.annotations", empty=True
+            ),
+            digest=_digest(spec.get("digest"), "spec.digest"),
+            ingress_from=(
+                _peers(spec["ingressFrom"], "spec.ingressFrom")
+                if spec.get("ingressFrom") is not None
+                else DEFAULT_INGRESS_FROM
             ),
         )
 
@@ -235,6 +305,16 @@ def _boolean(value: Any, where: str) -> bool:
     return value
 
 
+def _timestamp(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not TIMESTAMP_RE.match(value):
+        raise ReleaseError(
+            where, f"must be an RFC 3339 time like 2025-06-01T12:00:00Z, not {value!r}"
+        )
+    return value
+
+
 def _image(value: Any, where: str) -> str:
     image = _string(value, where)
     if "@" in image or IMAGE_TAG_RE.search(image):
@@ -247,6 +327,39 @@ def _tag(value: Any, where: str) -> str:
     if not TAG_RE.match(tag):
         raise ReleaseError(where, f"must match {TAG_RE.pattern}, not {tag!r}")
     return tag
+
+
+def _digest(value: Any, where: str) -> str | None:
+    """Optional: None (absent or null) runs by tag."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not DIGEST_RE.match(value):
+        raise ReleaseError(where, f"must match {DIGEST_RE.pattern} (or be absent), not {value!r}")
+    return value
+
+
+def _peers(value: Any, where: str) -> tuple[Peer, ...]:
+    if not isinstance(value, list):
+        raise ReleaseError(where, f"must be a list of peers, not {type(value).__name__}")
+    if len(value) > MAX_PEERS:
+        raise ReleaseError(where, f"at most {MAX_PEERS} peers, not {len(value)}")
+    return tuple(Peer.from_data(item, f"{where}[{i}]") for i, item in enumerate(value))
+
+
+def _selector(value: Any, where: str) -> Pairs | None:
+    """A label selector with matchLabels only; None when absent."""
+    if value is None:
+        return None
+    selector = _mapping(value, where)
+    if set(selector) - {"matchLabels"}:
+        raise ReleaseError(where, f"only matchLabels is supported, not {sorted(selector)}")
+    labels = _mapping(selector.get("matchLabels") or {}, f"{where}.matchLabels")
+    for key, val in labels.items():
+        if not _valid_label_key(key):
+            raise ReleaseError(f"{where}.matchLabels[{key}]", "is not a valid label key")
+        if not isinstance(val, str) or not LABEL_VALUE_RE.match(val):
+            raise ReleaseError(f"{where}.matchLabels[{key}]", f"{val!r} is not a valid label value")
+    return tuple(sorted(labels.items()))
 
 
 def _labels(value: Any, where: str) -> Pairs:

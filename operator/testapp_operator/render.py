@@ -2,15 +2,21 @@
 
 Every dict has apiVersion/kind/metadata and the fields we mean to own, nothing else (no status):
 with server-side apply, what we send is what we own, and a field we leave out is left to others.
-All objects are named after the release and carry `labels(release, revision)`.
+All objects are named after the release and carry `labels(release, revision)`, but for the
+network policies, which do not change with the revision (no write for them on every rollout).
 
 Public interface (`revision` is the `revisions.Revision` to run: its snapshot decides image, tag,
-labels and resources; replicas, env and the progress deadline come from the release):
+digest, labels and resources; replicas, env, the progress deadline and `ingressFrom` come from the
+release):
 - `children(release, revision)`: every object the release runs on, each function below once.
 - `namespace(release, revision)`: the Namespace, Pod Security `restricted` enforced.
 - `deployment(release, revision)`: the Deployment; Pod template annotated with the revision.
 - `service(release, revision)`: the ClusterIP Service, port 80 `http` -> container port `http`.
 - `controller_revision(release, revision)`: the ControllerRevision `<release>-<N>` storing it.
+- `network_policies(release)`: in the release's namespace, `<release>-default-deny`
+  (every Pod: no ingress, no egress) and `<release>-allow-http` (the release's Pods: ingress to
+  port `http` from `spec.ingressFrom`). No egress is allowed, not even DNS: the app opens no
+  connection and resolves no name (docs/design.md, Network policies).
 - `owner_reference(release)`: the controller owner reference to the release.
 - `labels(release, revision)` / `selector(release)`: the labels on everything / the selector.
 """
@@ -30,6 +36,7 @@ from testapp_operator import (
     KIND,
     OUTCOME_ANNOTATION,
     RELEASE_LABEL,
+    RESTARTED_AT_ANNOTATION,
     REVISION_ANNOTATION,
     SNAPSHOT_LABEL,
 )
@@ -38,6 +45,7 @@ from testapp_operator.revisions import Revision
 
 RUN_AS = 10001  # the image's non-root user
 TERMINATION_GRACE_SECONDS = 30
+PROBE_TIMEOUT_SECONDS = 3
 DEPLOYMENT_HISTORY = 2  # our ControllerRevisions are the history; ReplicaSets are only for rollout
 
 
@@ -62,10 +70,17 @@ def labels(release: Release, revision: Revision) -> dict[str, str]:
     """The revision's extra labels, then ours (ours win; the CRD forbids overriding them)."""
     return {
         **dict(revision.snapshot.labels),
+        **_release_labels(release),
+        "app.kubernetes.io/version": revision.snapshot.tag,
+    }
+
+
+def _release_labels(release: Release) -> dict[str, str]:
+    """Ours, those that never change with the revision."""
+    return {
         **selector(release),
         "app.kubernetes.io/name": APP,
         "app.kubernetes.io/instance": release.name,
-        "app.kubernetes.io/version": revision.snapshot.tag,
         "app.kubernetes.io/managed-by": FIELD_MANAGER,
     }
 
@@ -75,7 +90,22 @@ def children(release: Release, revision: Revision) -> list[dict[str, Any]]:
         namespace(release, revision),
         deployment(release, revision),
         service(release, revision),
+        *network_policies(release),
     ]
+
+
+def child_keys(name: str) -> list[tuple[str, str]]:
+    """(kind, name) of every object `children` produces for the release `name`."""
+    policies = [("NetworkPolicy", _policy_name(name, purpose)) for purpose in POLICY_PURPOSES]
+    return [("Namespace", name), ("Deployment", name), ("Service", name), *policies]
+
+
+# A release's NetworkPolicies: `<release>-<purpose>`.
+POLICY_PURPOSES = ("default-deny", "allow-http")
+
+
+def _policy_name(release: str, purpose: str) -> str:
+    return f"{release}-{purpose}"
 
 
 def namespace(release: Release, revision: Revision) -> dict[str, Any]:
@@ -116,7 +146,7 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
             "template": {
                 "metadata": {
                     "labels": labels(release, revision),
-                    "annotations": {REVISION_ANNOTATION: str(revision.number)},
+                    "annotations": _template_annotations(release, revision),
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
@@ -130,7 +160,7 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
                     "containers": [
                         {
                             "name": CONTAINER,
-                            "image": snapshot.image_ref,
+                            "image": snapshot.reference,
                             "ports": [
                                 {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}
                             ],
@@ -138,6 +168,9 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
                                 {"name": "APP_ENV", "value": release.env},
                                 {"name": "APP_VERSION", "value": snapshot.tag},
                             ],
+                            # Liveness waits for the startup probe: a Pod that boots slowly on a
+                            # busy node is not restarted before it could ever answer.
+                            "startupProbe": _probe("/healthz", period=2, failures=60),
                             "readinessProbe": _probe("/readyz", period=5),
                             "livenessProbe": _probe("/healthz", period=10),
                             "resources": snapshot.resources.to_data(),
@@ -171,6 +204,45 @@ def service(release: Release, revision: Revision) -> dict[str, Any]:
     }
 
 
+def network_policies(release: Release) -> list[dict[str, Any]]:
+    """Default deny for the whole namespace, then the one way in. The names end in different
+    words, so no policy of one release can share a name with another release's."""
+
+    def metadata(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "namespace": release.namespace,
+            "labels": _release_labels(release),
+            "ownerReferences": [owner_reference(release)],
+        }
+
+    deny = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(_policy_name(release.name, "default-deny")),
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+    }
+    allow_spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": selector(release)},
+        "policyTypes": ["Ingress"],
+    }
+    if release.ingress_from:
+        # An empty list is stored as absent: rendering it would look like drift forever.
+        allow_spec["ingress"] = [
+            {
+                "from": [peer.to_data() for peer in release.ingress_from],
+                "ports": [{"protocol": "TCP", "port": "http"}],
+            }
+        ]
+    allow = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(_policy_name(release.name, "allow-http")),
+        "spec": allow_spec,
+    }
+    return [deny, allow]
+
+
 def controller_revision(release: Release, revision: Revision) -> dict[str, Any]:
     """Stores a revision; `data` is immutable, the outcome annotation is what changes later."""
     return {
@@ -200,5 +272,20 @@ def _metadata(release: Release, revision: Revision, name: str) -> dict[str, Any]
     }
 
 
-def _probe(path: str, period: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period}
+def _template_annotations(release: Release, revision: Revision) -> dict[str, str]:
+    annotations = {REVISION_ANNOTATION: str(revision.number)}
+    if release.restart_at is not None:
+        # A new value changes the Pod template: the Deployment replaces every Pod, the revision
+        # stays the same (what `kubectl rollout restart` does with its own annotation).
+        annotations[RESTARTED_AT_ANNOTATION] = release.restart_at
+    return annotations
+
+
+def _probe(path: str, period: int, failures: int = 3) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        # The default second is too short for a node whose cores are busy.
+        "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+        "failureThreshold": failures,
+    }

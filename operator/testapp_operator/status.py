@@ -113,6 +113,7 @@ def compute_status(
                 "created": r.created or timestamp(now),
                 "changeCause": r.change_cause,
                 "outcome": str(r.outcome),
+                **({"digest": r.snapshot.digest} if r.snapshot.digest else {}),
             }
             for r in after(plan, revisions)
         ],
@@ -120,4 +121,7 @@ def compute_status(
     if target is not None:
         status["revision"] = target.number
         status["image"] = target.snapshot.image_ref
+        status["tag"] = target.snapshot.tag
+        if target.snapshot.digest:
+            status["digest"] = target.snapshot.digest
     return status

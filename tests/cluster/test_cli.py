@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testapp_dev import LiveCluster
+import yaml
+from testapp_dev import LiveCluster, service_account_kubeconfig, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -93,7 +94,7 @@ def release(cluster: LiveCluster, name: str) -> dict[str, Any]:
 
 
 def deployed_history(testapp: Plugin, name: str) -> list[dict[str, Any]]:
-    return json.loads(testapp.ok("history", name, "-o", "json").stdout)
+    return json.loads(testapp.ok("history", name, "-o", "json").stdout)["revisions"]
 
 
 # --- without the operator: naming, errors and the deploy patch --------------------------------
@@ -103,7 +104,7 @@ def test_an_unknown_environment_fails_naming_the_release(testapp: Plugin) -> Non
     env = f"nope{uuid.uuid4().hex[:6]}"
     for args in (("history", env), ("deploy", env, "--tag", "v1"), ("rollback", env)):
         result = testapp(*args)
-        assert result.returncode == 1, args
+        assert result.returncode == 4, args
         assert f"error: testapprelease test-app-{env} not found" in result.stderr
 
 
@@ -119,7 +120,7 @@ def test_deploy_sets_tag_clears_the_pin_and_records_the_cause_in_one_write(
     assert body["metadata"]["generation"] == generation + 1
     assert (body["spec"]["tag"], body["spec"]["image"]) == ("v2", "example/other")
     assert "revision" not in body["spec"]
-    assert body["metadata"]["annotations"][CHANGE_CAUSE] == ("kubectl-testapp deploy by tester")
+    assert body["metadata"]["annotations"][CHANGE_CAUSE] == ("kubectl-testapp deploy v2 by tester")
     assert "not waiting" in result.stdout
 
 
@@ -128,7 +129,7 @@ def test_an_invalid_tag_is_rejected_with_the_server_message(
 ) -> None:
     name = new_release()
     result = testapp("deploy", name, "--tag", "not a tag", "--no-wait")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"testapprelease {name}: rejected:" in result.stderr
     assert "spec.tag" in result.stderr
 
@@ -170,7 +171,7 @@ def test_deploy_of_a_tag_that_never_gets_ready_exits_1_with_the_condition_messag
 ) -> None:
     name = deployed("v1")
 
-    result = testapp("deploy", name, "--tag", "broken-1", "--timeout", "120")
+    result = testapp("deploy", name, "--tag", "broken-1", "--timeout", "5m")
 
     assert result.returncode == 1
     assert f"error: testapprelease {name}: " in result.stderr
@@ -179,14 +180,14 @@ def test_deploy_of_a_tag_that_never_gets_ready_exits_1_with_the_condition_messag
     assert (newest["revision"], newest["tag"], newest["outcome"]) == (2, "broken-1", "Failed")
 
 
-def test_deploy_that_outlasts_its_timeout_exits_1_with_the_last_phase(
+def test_deploy_that_outlasts_its_timeout_exits_3_with_the_last_phase(
     testapp: Plugin, deployed: Callable[..., str]
 ) -> None:
     name = deployed("v1")
 
-    result = testapp("deploy", name, "--tag", "broken-2", "--timeout", "3")
+    result = testapp("deploy", name, "--tag", "broken-2", "--timeout", "3s")
 
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert f"error: testapprelease {name}: timed out after 3s; last seen: " in result.stderr
     assert "Progressing" in result.stderr
 
@@ -215,14 +216,14 @@ def test_rollback_to_revision_pins_that_revision(
     assert release(cluster, name)["status"]["revision"] == 1
 
 
-def test_rollback_to_a_revision_not_in_history_exits_1_listing_the_revisions(
+def test_rollback_to_a_revision_not_in_history_exits_4_listing_the_revisions(
     cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
 ) -> None:
     name = deployed("v1", "v2")
 
     result = testapp("rollback", name, "--to-revision", "9")
 
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert result.stderr.strip() == (
         f"error: testapprelease {name} has no revision 9 in its history "
         "(revisions: 2 (Ready), 1 (Ready))"
@@ -230,15 +231,15 @@ def test_rollback_to_a_revision_not_in_history_exits_1_listing_the_revisions(
     assert "revision" not in release(cluster, name)["spec"]
 
 
-def test_rollback_with_nothing_to_go_back_to_exits_1(
+def test_rollback_with_nothing_to_go_back_to_exits_4(
     testapp: Plugin, deployed: Callable[..., str]
 ) -> None:
     name = deployed("v1")
 
     result = testapp("rollback", name)
 
-    assert result.returncode == 1
-    assert f"testapprelease {name} has no Ready revision other than" in result.stderr
+    assert result.returncode == 4
+    assert f"testapprelease {name} has no Ready revision older than" in result.stderr
 
 
 def test_unpin_goes_back_to_the_latest_revision(
@@ -319,7 +320,7 @@ def test_diff_with_a_missing_revision_exits_1_listing_what_exists(
 
     result = testapp("diff", name, "1", "9")
 
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert f"testapprelease {name} has no revision 9" in result.stderr
     assert "revisions: 1, 2" in result.stderr
 
@@ -339,3 +340,373 @@ def test_promote_deploys_what_runs_in_one_release_to_another(
     assert body["metadata"]["annotations"][CHANGE_CAUSE] == (
         f"promoted from {source.removeprefix('test-app-')} revision 1"
     )
+    newest = log_of(testapp, target)[0]
+    assert (newest["action"], newest["tag"], newest["outcome"]) == ("Promote", "v1", "Ready")
+
+
+# --- rollback semantics, retry, restart, pause ---------------------------------------------------
+
+
+def log_of(testapp: Plugin, name: str) -> list[dict[str, Any]]:
+    return json.loads(testapp.ok("history", name, "-o", "json").stdout)["deployments"]
+
+
+def test_a_second_rollback_goes_further_back_never_forward(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1", "v2", "v3")
+
+    testapp.ok("rollback", name)
+    first = release(cluster, name)["status"]["revision"]
+    testapp.ok("rollback", name)
+    second = release(cluster, name)["status"]["revision"]
+
+    assert (first, second) == (2, 1)
+    assert [e["action"] for e in log_of(testapp, name)[:2]] == ["Rollback", "Rollback"]
+
+
+def test_retry_after_an_automatic_rollback_attempts_the_failed_tag_again(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1")
+    failed = testapp("deploy", name, "--tag", "broken-r", "--timeout", "5m")
+    assert failed.returncode == 1  # rolled back to revision 1
+    # What a GitLab "Retry job" runs: the same deploy, again.
+    same = testapp("deploy", name, "--tag", "broken-r", "--no-wait")
+    assert release(cluster, name)["metadata"]["generation"] == 2, same.stderr
+
+    retried = testapp("deploy", name, "--tag", "broken-r", "--retry-failed", "--timeout", "2m")
+
+    assert retried.returncode == 1  # kwok never makes a broken-* Pod Ready: failed once more
+    assert "retrying failed revision 2 (tag broken-r)" in retried.stderr
+    revisions = deployed_history(testapp, name)
+    assert [(r["revision"], r["tag"], r["outcome"]) for r in revisions] == [
+        (3, "broken-r", "Failed"),
+        (2, "broken-r", "Failed"),
+        (1, "v1", "Ready"),
+    ]
+    actions = [(e["action"], e["revision"], e["outcome"]) for e in log_of(testapp, name)]
+    assert actions[:4] == [
+        ("AutoRollback", 1, "Ready"),
+        ("Retry", 3, "Failed"),
+        ("AutoRollback", 1, "Ready"),
+        ("Deploy", 2, "Failed"),
+    ]
+    assert release(cluster, name)["status"]["revision"] == 1
+
+
+def test_retry_with_nothing_failed_exits_1(testapp: Plugin, deployed: Callable[..., str]) -> None:
+    name = deployed("v1")
+
+    result = testapp("retry", name)
+
+    assert result.returncode == 1
+    assert "nothing to retry" in result.stderr
+
+
+def test_restart_replaces_the_pods_records_it_and_makes_no_revision(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1")
+
+    testapp.ok("restart", name, "--cause", "leaking memory")
+
+    template = cluster.get("deployment", name, "-n", name)["spec"]["template"]["metadata"]
+    assert "testapp.dev/restarted-at" in template["annotations"]
+    assert [r["revision"] for r in deployed_history(testapp, name)] == [1]
+    newest = log_of(testapp, name)[0]
+    assert (newest["action"], newest["revision"], newest["cause"]) == (
+        "Restart",
+        1,
+        "leaking memory",
+    )
+    assert newest["outcome"] == "Ready"
+
+
+def test_pause_holds_a_deploy_back_until_resume(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1")
+    testapp.ok("pause", name)
+
+    held = testapp("deploy", name, "--tag", "v2", "--timeout", "30s")
+
+    assert held.returncode == 1
+    assert "paused" in held.stderr
+    testapp.ok("resume", name)
+    assert release(cluster, name)["status"]["image"] == f"{IMAGE}:v2"
+
+
+def test_dry_run_changes_nothing_and_shows_the_change(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1")
+    before = release(cluster, name)["metadata"]["generation"]
+
+    result = testapp.ok("deploy", name, "--tag", "v9", "--dry-run=server")
+
+    assert "server dry run" in result.stdout
+    assert "+  tag: v9" in result.stdout
+    assert release(cluster, name)["metadata"]["generation"] == before
+
+
+def test_status_wait_and_wide_output(testapp: Plugin, deployed: Callable[..., str]) -> None:
+    name = deployed("v1", "v2")
+    testapp.ok("rollback", name)
+
+    waited = testapp("status", name, "--wait", "--timeout", "1m")
+    wide = testapp.ok("status", name, "-o", "wide").stdout.splitlines()
+
+    assert waited.returncode == 0, waited.stderr
+    assert wide[0].split()[-4:] == ["PODS", "WANTED", "IMAGE", "MESSAGE"]
+    assert wide[1].split()[1] == "v1"  # TAG: what runs
+    assert wide[1].split()[7] == "-"  # PODS: kwok keeps them Ready
+    assert wide[1].split()[8] == "v2"  # WANTED: held back by the pin
+
+
+def test_get_tar_shows_the_running_tag_while_pinned(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1", "v2")
+    testapp.ok("rollback", name)
+
+    table = cluster.kubectl("get", "tar", name).stdout.splitlines()
+    wide = cluster.kubectl("get", "tar", name, "-o", "wide").stdout.splitlines()
+
+    columns = printed_columns(table)
+    assert (columns["TAG"], columns["REVISION"], columns["PINNED"]) == ("v1", "1", "true")
+    wide_columns = printed_columns(wide)
+    assert wide_columns["WANTED"] == "v2"
+    assert wide_columns["MESSAGE"].startswith("revision 1: ")
+
+
+def printed_columns(lines: list[str]) -> dict[str, str]:
+    """kubectl's table as {HEADER: cell} for the first row, cut where each header starts (cells
+    may hold spaces)."""
+    header, row = lines[0], lines[1]
+    starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
+    bounds = zip(starts, [*starts[1:], None], strict=True)
+    return {header[a:b].strip(): row[a:b].strip() for a, b in bounds}
+
+
+def test_diff_previews_a_deploy_against_what_runs(
+    testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1")
+
+    result = testapp.ok("diff", name, "--tag", "v7")
+
+    assert "-tag: v1" in result.stdout
+    assert "+tag: v7" in result.stdout
+
+
+# --- the child Deployment: what kubectl rollout does to it -----------------------------------
+
+
+def test_kubectl_rollout_restart_on_the_child_deployment_is_kept(
+    cluster: LiveCluster, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1")
+
+    cluster.kubectl("rollout", "restart", f"deployment/{name}", "-n", name)
+    cluster.kubectl("rollout", "status", f"deployment/{name}", "-n", name, "--timeout=60s")
+    # A spec change makes the operator apply the Deployment again: the restart survives it.
+    cluster.kubectl("scale", "tar", name, "--replicas=2")
+
+    def kept() -> bool:
+        deployment = cluster.get("deployment", name, "-n", name)
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        return deployment["spec"]["replicas"] == 2 and (
+            "kubectl.kubernetes.io/restartedAt" in annotations
+        )
+
+    wait_until(kept, timeout=30, what="the scaled Deployment still carrying the restart")
+
+
+def test_kubectl_rollout_undo_on_the_child_deployment_is_undone(
+    cluster: LiveCluster, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1", "v2")
+
+    cluster.kubectl("rollout", "undo", f"deployment/{name}", "-n", name)
+
+    def image() -> str:
+        deployment = cluster.get("deployment", name, "-n", name)
+        return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    wait_until(lambda: image() == f"{IMAGE}:v2", timeout=30, what="the operator restoring v2")
+    assert release(cluster, name)["status"]["revision"] == 2
+
+
+# --- who: the admission policies, two users, a cause never inherited ---------------------------
+
+POLICIES = REPO / "k8s" / "operator" / "admission.yaml"
+SCOPE_LABEL = "testapp.dev/admission-test"
+
+
+@pytest.fixture
+def admission(cluster: LiveCluster, namespace: str) -> Iterator[str]:
+    """The shipped policies, bound only to releases labelled SCOPE_LABEL (the shipped bindings
+    would change every other test's releases); returns the label value."""
+    documents = [d for d in yaml.safe_load_all(POLICIES.read_text()) if d]
+    scope = {"objectSelector": {"matchLabels": {SCOPE_LABEL: namespace}}}
+    names = []
+    for document in documents:
+        document["metadata"]["name"] = f"{document['metadata']['name']}-{namespace}"
+        if document["kind"].endswith("Binding"):
+            document["spec"]["policyName"] = f"{document['spec']['policyName']}-{namespace}"
+            document["spec"]["matchResources"] = scope
+        names.append((document["kind"].lower(), document["metadata"]["name"]))
+        result = cluster.apply(document, "--server-side")
+        assert result.returncode == 0, result.stderr
+    yield namespace
+    for kind, name in names:
+        cluster.kubectl("delete", kind, name, "--wait=false", check=False)
+
+
+def as_service_account(cluster: LiveCluster, namespace: str, account: str) -> Plugin:
+    """The plugin authenticated by the token of a ServiceAccount allowed to move releases."""
+    cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+    rules = [
+        {"apiGroups": ["testapp.dev"], "resources": ["testappreleases"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ["get", "list"]},
+    ]
+    role = f"{namespace}-{account}"
+    cluster.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": role},
+            "rules": rules,
+        }
+    )
+    cluster.kubectl(
+        "create",
+        "clusterrolebinding",
+        role,
+        f"--clusterrole={role}",
+        f"--serviceaccount={namespace}:{account}",
+    )
+    state = Path(cluster.state_dir)
+    return Plugin(service_account_kubeconfig(cluster, namespace, account, state / f"{role}.kc"))
+
+
+def policies_in_force(cluster: LiveCluster, name: str) -> None:
+    """Wait until the API server enforces the just-bound policies on `name` (bindings take
+    effect a moment after they are stored): a server-side dry run is stamped and a forged stamp
+    refused."""
+
+    def stamped() -> bool:
+        patch = json.dumps({"spec": {"replicas": 2}})
+        dry = cluster.kubectl(
+            "patch", "tar", name, "--type=merge", "-p", patch, "--dry-run=server", "-o", "json"
+        )
+        annotations = json.loads(dry.stdout)["metadata"].get("annotations") or {}
+        forged = cluster.kubectl(
+            "annotate", "tar", name, "testapp.dev/changed-by=x", "--overwrite", "--dry-run=server",
+            check=False,
+        )  # fmt: skip
+        return "testapp.dev/changed-by" in annotations and forged.returncode != 0
+
+    wait_until(stamped, timeout=60, what="the admission policies in force")
+
+
+def test_who_is_recorded_for_two_users_and_a_cause_is_never_inherited(
+    cluster: LiveCluster,
+    operator: Any,
+    admission: str,
+    namespace: str,
+    new_release: Callable[..., str],
+) -> None:
+    ci = as_service_account(cluster, namespace, "ci")
+    oncall = as_service_account(cluster, namespace, "oncall")
+    name = new_release(tag="v1")
+    cluster.kubectl("label", "tar", name, f"{SCOPE_LABEL}={admission}")
+    policies_in_force(cluster, name)
+    wait_until(lambda: release(cluster, name).get("status", {}).get("phase") == "Ready")
+
+    ci.ok("deploy", name, "--tag", "v2", "--cause", "commit 1a2b")
+    oncall.ok("rollback", name)
+    # A hand edit by a third user, with no cause of its own.
+    cluster.kubectl(
+        "patch",
+        "tar",
+        name,
+        "--type=merge",
+        "-p",
+        '{"spec":{"tag":"v3"}}',
+        "--as=carol",
+        "--as-group=system:masters",
+    )
+    oncall.ok("unpin", name)
+
+    log = log_of(Plugin(cluster.kubeconfig), name)
+    rows = [(e["action"], e["revision"], e.get("by"), e.get("cause")) for e in log]
+    assert rows[:3] == [
+        ("Unpin", 3, f"system:serviceaccount:{namespace}:oncall", None),
+        ("Rollback", 1, f"system:serviceaccount:{namespace}:oncall", None),
+        ("Deploy", 2, f"system:serviceaccount:{namespace}:ci", "commit 1a2b"),
+    ]
+    assert log[0]["client"] == "kubectl-testapp"
+    revisions = {r["revision"]: r for r in deployed_history(Plugin(cluster.kubeconfig), name)}
+    assert revisions[3]["changeCause"] == ""  # carol's edit did not inherit "commit 1a2b"
+    annotations = release(cluster, name)["metadata"]["annotations"]
+    assert annotations["testapp.dev/changed-by"] == f"system:serviceaccount:{namespace}:oncall"
+
+
+def test_the_stamps_cannot_be_written_by_hand(
+    cluster: LiveCluster, admission: str, new_release: Callable[..., str]
+) -> None:
+    name = new_release(tag="v1")
+    cluster.kubectl("label", "tar", name, f"{SCOPE_LABEL}={admission}")
+    policies_in_force(cluster, name)
+
+    forged = cluster.kubectl(
+        "annotate", "tar", name, "testapp.dev/changed-by=somebody-else", "--overwrite", check=False
+    )
+
+    assert forged.returncode != 0
+    assert "stamped by the API server" in forged.stderr
+
+
+def test_the_deployment_log_survives_an_operator_restart(
+    cluster: LiveCluster, operator: Any, testapp: Plugin, deployed: Callable[..., str]
+) -> None:
+    name = deployed("v1", "v2")
+    before = log_of(testapp, name)
+
+    operator.restart()
+    testapp.ok("deploy", name, "--tag", "v3")
+
+    after = log_of(testapp, name)
+    assert after[1:] == before
+    assert (after[0]["action"], after[0]["revision"]) == ("Deploy", 3)
+
+
+# --- the plugin through kubectl (no control plane needed) ---------------------------------------
+
+
+def plugin_path() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{PLUGIN.parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_kubectl_completes_the_plugin_through_kubectl_complete_testapp() -> None:
+    result = subprocess.run(
+        ["kubectl", "__complete", "testapp", "re"],
+        capture_output=True,
+        text=True,
+        env=plugin_path(),
+        timeout=30,
+    )
+    assert result.stdout.splitlines() == ["retry", "resume", "restart", ":4"], result.stderr
+
+
+def test_kubectl_runs_the_plugin() -> None:
+    result = subprocess.run(
+        ["kubectl", "testapp", "--version"],
+        capture_output=True,
+        text=True,
+        env=plugin_path(),
+        timeout=30,
+    )
+    assert result.stdout.startswith("kubectl-testapp "), result.stderr

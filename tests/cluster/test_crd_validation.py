@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from testapp_dev import LiveCluster, wait_until
+from testapp_operator.deploylog import log_after
 from testapp_operator.release import Release
 from testapp_operator.revisions import Outcome, Revision, plan
 from testapp_operator.status import Rollout, compute_status
@@ -184,6 +185,7 @@ def test_a_valid_release_is_accepted_with_defaults_filled(crd: LiveCluster, name
             "limits": {"cpu": "500m", "memory": "256Mi"},
         },
         "paused": False,
+        "ingressFrom": [{"namespaceSelector": {"matchLabels": {"testapp.dev/client": "true"}}}],
     }
 
 
@@ -198,6 +200,11 @@ def test_a_release_using_every_field_is_accepted(crd: LiveCluster, name: str) ->
         "progressDeadlineSeconds": 3600,
         "resources": {"requests": {"cpu": 1, "memory": "1Gi"}, "limits": {"cpu": "1.5"}},
         "paused": True,
+        "digest": "sha256:" + "0123456789abcdef" * 4,
+        "ingressFrom": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}},
+            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"role": "prober"}}},
+        ],
     }
 
     result = apply(crd, manifest(name, spec))
@@ -240,9 +247,10 @@ def test_the_status_the_operator_computes_is_stored_unpruned(crd: LiveCluster, n
     release = Release.from_body(body)
     rollout = Rollout(revision=1, exists=True, current=True, desired=1, replicas=1, ready=1)
     revisions = [Revision(1, release.snapshot, Outcome.READY, "first", "2026-01-01T00:00:00Z")]
-    status = compute_status(
-        release, plan(release, revisions, rollout), rollout, revisions, [], datetime.now(UTC)
-    )
+    planned, now = plan(release, revisions, rollout), datetime.now(UTC)
+    status = compute_status(release, planned, rollout, revisions, [], now)
+    # As decide() adds it: the deployment log is part of the status the operator writes.
+    status["deployments"] = log_after(body, planned, rollout, now)
     status["kopf"] = {"progress": {"reconcile": {"retries": 1}}}
 
     # Server-side dry run: the object as it would be stored, pruned by the schema, and no race

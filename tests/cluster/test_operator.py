@@ -4,6 +4,7 @@ scaling, drift, restarts and deletion. Each test owns its releases (unique names
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,14 @@ def pinned_to_first_of_two(cluster: LiveCluster, name: str) -> dict:
 def test_applying_an_overlay_produces_namespace_deployment_and_service(
     cluster: LiveCluster, operator: OperatorProcess
 ) -> None:
-    cluster.kubectl("apply", "-k", str(REPO / "k8s" / "overlays" / "stg"))
+    rendered = subprocess.run(
+        ["make", "-s", "manifests", "ENV=stg", "TAG=1.0.0", f"IMAGE={IMAGE}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=rendered.stdout)
 
     body = wait_ready(cluster, "test-app-stg", revision=1)
 

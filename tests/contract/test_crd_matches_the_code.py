@@ -1,6 +1,6 @@
-"""Each rule has one source: the CRD's schema and the constants the operator parses with agree,
-and so do the Makefile's guards. Not in tests/unit: the operator image's build runs those with
-operator/ alone, without crds/ or the Makefile."""
+"""Each rule has one source: the CRD's schema and the constants the operator parses with agree
+(the Makefile's guards: tests/pipeline/test_makefile.py). Not in tests/unit: the operator image's
+build runs those with operator/ alone, without crds/ or the Makefile."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 import yaml
 from testapp_operator import release
-from testapp_operator.release import DEFAULT_RESOURCES, ENVS, TAG_RE, Bounds
+from testapp_operator.release import (
+    DEFAULT_INGRESS_FROM,
+    DEFAULT_RESOURCES,
+    DIGEST_RE,
+    ENVS,
+    MAX_PEERS,
+    TAG_RE,
+    Bounds,
+)
 from testapp_operator.revisions import Outcome
 from testapp_operator.status import PHASES
 
@@ -74,15 +82,19 @@ def test_label_limits_and_reserved_keys_are_the_crds() -> None:
     assert cel_regex == f"^({prefix[1:-1]}/)?{name[1:-1]}$"
 
 
+def test_the_digest_pattern_is_the_crds() -> None:
+    assert SPEC["digest"]["pattern"] == DIGEST_RE.pattern
+    assert SPEC["digest"]["maxLength"] == len("sha256:") + 64
+
+
+def test_the_ingress_default_and_bound_are_the_crds() -> None:
+    declared = SPEC["ingressFrom"]
+
+    assert declared["default"] == [peer.to_data() for peer in DEFAULT_INGRESS_FROM]
+    assert declared["maxItems"] == MAX_PEERS
+
+
 def test_phases_and_outcomes_are_the_crds_enums() -> None:
     assert tuple(STATUS["phase"]["enum"]) == PHASES
     outcome = STATUS["history"]["items"]["properties"]["outcome"]
     assert outcome["enum"] == [str(o) for o in Outcome]
-
-
-def test_the_makefile_guards_use_the_same_envs_and_tag_pattern() -> None:
-    makefile = (REPO / "Makefile").read_text()
-    envs = re.search(r"^ENVS := (.*)$", makefile, re.MULTILINE)[1].split()
-    assert tuple(envs) == ENVS
-    guard = re.search(r'^\t@\[\[ "\$\(TAG\)" =~ (\S+) \]\]', makefile, re.MULTILINE)[1]
-    assert guard.replace("$$", "$") == TAG_RE.pattern

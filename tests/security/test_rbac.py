@@ -21,6 +21,7 @@ ALLOWED = [
     ("create", "namespaces", ()),
     ("patch", "deployments.apps", ("-n", "test-app-dev")),
     ("patch", "services", ("-n", "test-app-dev")),
+    ("patch", "networkpolicies.networking.k8s.io", ("-n", "test-app-dev")),
     ("create", "controllerrevisions.apps", ("-n", "test-app-dev")),
     ("delete", "controllerrevisions.apps", ("-n", "test-app-dev")),
     ("create", "events", ("-n", "default")),
@@ -46,6 +47,7 @@ DENIED = [
     ("delete", "namespaces", ()),
     ("delete", "deployments.apps", ("-n", "test-app-dev")),
     ("delete", "services", ("-n", "test-app-dev")),
+    ("delete", "networkpolicies.networking.k8s.io", ("-n", "test-app-dev")),
     # Outside what it manages.
     ("create", "configmaps", ("-n", "default")),
     ("get", "configmaps", ("-n", "kube-system")),

@@ -79,7 +79,9 @@ class FakeKube:
 
         return World(
             release=one("TestAppRelease"),
-            children={kind: one(kind) for kind in ("Namespace", "Deployment", "Service")},
+            children={
+                kind: one(kind) for kind in ("Namespace", "Deployment", "Service", "NetworkPolicy")
+            },
             revisions=lambda release: [
                 copy.deepcopy(body)
                 for (kind, _), body in objects.items()

@@ -119,6 +119,49 @@ def test_a_label_we_no_longer_render_needs_apply_to_be_removed() -> None:
     assert needs_apply(desired, observed_from(DESIRED))
 
 
+POLICY: dict[str, Any] = {
+    "apiVersion": "networking.k8s.io/v1",
+    "kind": "NetworkPolicy",
+    "metadata": {"name": "rel-allow-http", "namespace": "rel", "labels": {"app": "test-app"}},
+    "spec": {
+        "podSelector": {"matchLabels": {"app": "test-app"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [{"port": "http"}]}],
+    },
+}
+
+
+def applied(desired: dict[str, Any]) -> dict[str, Any]:
+    """`desired` as the server holds it after our apply, with our managedFields."""
+    observed = copy.deepcopy(desired)
+    fields = {"f:metadata": {"f:labels": {f"f:{k}": {} for k in desired["metadata"]["labels"]}}}
+    fields["f:spec"] = {f"f:{key}": {} for key in desired["spec"]}
+    observed["metadata"]["managedFields"] = [
+        {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": fields}
+    ]
+    return observed
+
+
+def test_a_spec_field_we_no_longer_render_needs_apply_to_be_removed() -> None:
+    # spec.ingressFrom emptied: the allow policy is rendered without `ingress`.
+    admits_nobody = {**POLICY, "spec": {k: v for k, v in POLICY["spec"].items() if k != "ingress"}}
+
+    assert needs_apply(admits_nobody, applied(POLICY))
+    assert needs_apply(admits_nobody, compact(applied(POLICY)))
+    assert not needs_apply(admits_nobody, applied(admits_nobody))
+    assert not needs_apply(POLICY, compact(applied(POLICY)))
+
+
+def test_a_spec_field_someone_else_added_is_left_alone() -> None:
+    observed = applied(POLICY)
+    observed["spec"]["egress"] = [{}]
+    observed["metadata"]["managedFields"].append(
+        {"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {"f:egress": {}}}}
+    )
+
+    assert not needs_apply(POLICY, observed)
+
+
 def test_a_label_someone_else_added_is_left_alone() -> None:
     observed = observed_from(DESIRED)
     observed["metadata"]["labels"]["added-by-someone"] = "yes"
@@ -145,10 +188,11 @@ def full_observed() -> dict[str, Any]:
     return observed
 
 
-def test_compact_keeps_only_our_label_keys_of_the_managed_fields() -> None:
-    assert compact(full_observed())["metadata"]["managedFields"] == [
-        owned(["app", "team"], ["app", "team"])
-    ]
+def test_compact_keeps_only_our_label_keys_and_spec_keys_of_the_managed_fields() -> None:
+    expected = owned(["app", "team"], ["app", "team"])
+    expected["fieldsV1"]["f:spec"]["f:replicas"] = {}
+
+    assert compact(full_observed())["metadata"]["managedFields"] == [expected]
 
 
 def test_compact_keeps_everything_else_and_leaves_its_input_alone() -> None:
@@ -180,7 +224,9 @@ def test_compact_of_our_object_without_labels_still_marks_it_ours() -> None:
 
     kept = compact(observed)["metadata"]["managedFields"]
 
-    assert kept == [{"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": {}}]
+    # Only the spec keys it owns (`owned` marks the template as ours).
+    fields = {"f:spec": {"f:template": {}}}
+    assert kept == [{"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": fields}]
 
 
 @pytest.mark.parametrize(

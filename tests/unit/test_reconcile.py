@@ -84,6 +84,8 @@ async def test_a_new_release_writes_namespace_deployment_then_service_and_revisi
         ("apply", "Namespace", NAME),
         ("apply", "Deployment", NAME),
         ("apply", "Service", NAME),
+        ("apply", "NetworkPolicy", f"{NAME}-default-deny"),
+        ("apply", "NetworkPolicy", f"{NAME}-allow-http"),
         ("apply", "ControllerRevision", f"{NAME}-1"),
         ("patch", "TestAppRelease/status", NAME),
     ]

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from testapp_operator.release import (
+    DEFAULT_INGRESS_FROM,
     DEFAULT_RESOURCES,
+    Peer,
     Release,
     ReleaseError,
     Resources,
@@ -178,6 +180,31 @@ def test_repositories_without_tag_are_accepted(image: str) -> None:
         ({"resources": {"claims": []}}, "spec.resources"),
         ({"resources": {"limits": {"cpu": [1]}}}, "spec.resources.limits.cpu"),
         ({"paused": "yes"}, "spec.paused"),
+        ({"retryAt": "yesterday"}, "spec.retryAt"),
+        ({"restartAt": 5}, "spec.restartAt"),
+        ({"digest": "sha256:" + "A" * 64}, "spec.digest"),
+        ({"digest": "sha256:" + "a" * 63}, "spec.digest"),
+        ({"digest": "sha512:" + "a" * 128}, "spec.digest"),
+        ({"digest": "a" * 64}, "spec.digest"),
+        ({"digest": ""}, "spec.digest"),
+        ({"digest": 7}, "spec.digest"),
+        ({"ingressFrom": {"namespaceSelector": {}}}, "spec.ingressFrom"),
+        ({"ingressFrom": [{}]}, "spec.ingressFrom[0]"),
+        ({"ingressFrom": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}, "spec.ingressFrom[0]"),
+        ({"ingressFrom": [{"podSelector": []}]}, "spec.ingressFrom[0].podSelector"),
+        (
+            {"ingressFrom": [{"namespaceSelector": {"matchExpressions": []}}]},
+            "spec.ingressFrom[0].namespaceSelector",
+        ),
+        (
+            {"ingressFrom": [{"podSelector": {}}, {"podSelector": {"matchLabels": {"a": "b c"}}}]},
+            "spec.ingressFrom[1].podSelector.matchLabels[a]",
+        ),
+        (
+            {"ingressFrom": [{"namespaceSelector": {"matchLabels": {"bad key": "x"}}}]},
+            "spec.ingressFrom[0].namespaceSelector.matchLabels[bad key]",
+        ),
+        ({"ingressFrom": [{"podSelector": {}}] * 17}, "spec.ingressFrom"),
     ],
 )
 def test_bad_input_raises_an_error_naming_the_field(spec: dict[str, Any], field: str) -> None:
@@ -224,6 +251,10 @@ def test_parsing_does_not_touch_the_body() -> None:
             {"image": "registry.example.com/test-app", "tag": "1.0", "labels": {"app": "x"}},
             "data.labels[app]",
         ),
+        (
+            {"image": "registry.example.com/test-app", "tag": "1.0", "digest": "sha256:x"},
+            "data.digest",
+        ),
     ],
 )
 def test_a_corrupt_snapshot_names_the_data_field(data: Any, field: str) -> None:
@@ -231,3 +262,88 @@ def test_a_corrupt_snapshot_names_the_data_field(data: Any, field: str) -> None:
         Snapshot.from_data(data)
 
     assert error.value.field == field
+
+
+def test_retry_and_restart_times_are_read_as_given() -> None:
+    release = Release.from_body(
+        body(retryAt="2025-06-01T12:00:00Z", restartAt="2025-06-01T12:00:00.5+02:00")
+    )
+
+    assert (release.retry_at, release.restart_at) == (
+        "2025-06-01T12:00:00Z",
+        "2025-06-01T12:00:00.5+02:00",
+    )
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def test_a_digest_is_recorded_with_the_tag_and_runs_by_digest() -> None:
+    snapshot = Release.from_body(body(digest=DIGEST)).snapshot
+
+    assert (snapshot.tag, snapshot.digest) == ("1.0.0", DIGEST)
+    assert snapshot.image_ref == "registry.example.com/test-app:1.0.0"
+    assert snapshot.reference == f"registry.example.com/test-app:1.0.0@{DIGEST}"
+
+
+def test_without_a_digest_the_tag_runs() -> None:
+    for manifest in (body(), body(digest=None)):
+        snapshot = Release.from_body(manifest).snapshot
+        assert snapshot.digest is None
+        assert snapshot.reference == "registry.example.com/test-app:1.0.0"
+
+
+def test_the_digest_is_part_of_the_snapshot_and_survives_the_round_trip() -> None:
+    pinned = Release.from_body(body(digest=DIGEST)).snapshot
+
+    assert pinned != Release.from_body(body()).snapshot
+    assert Snapshot.from_data(json.loads(json.dumps(pinned.to_data()))) == pinned
+
+
+def test_a_revision_stored_before_digests_existed_reads_back_equal() -> None:
+    # Its data has no digest key: an operator upgrade must not make a new revision of it.
+    stored = {"image": "registry.example.com/test-app", "tag": "1.0.0", "labels": {}}
+    tag_only = Release.from_body(body(resources={})).snapshot
+
+    assert Snapshot.from_data(stored) == tag_only
+    assert "digest" not in tag_only.to_data()
+
+
+def test_by_default_only_namespaces_labelled_as_clients_reach_the_app() -> None:
+    release = Release.from_body(body())
+
+    assert release.ingress_from == DEFAULT_INGRESS_FROM
+    assert [peer.to_data() for peer in release.ingress_from] == [
+        {"namespaceSelector": {"matchLabels": {"testapp.dev/client": "true"}}}
+    ]
+
+
+@pytest.mark.parametrize(
+    "peers",
+    [
+        [],
+        [{"namespaceSelector": {}}],
+        [{"namespaceSelector": {"matchLabels": {}}, "podSelector": {}}],
+        [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}},
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prober"}}},
+        ],
+    ],
+)
+def test_ingress_peers_are_read_as_the_api_server_stores_them(peers: list[Any]) -> None:
+    release = Release.from_body(body(ingressFrom=peers))
+
+    stored = [
+        {
+            key: ({"matchLabels": sel["matchLabels"]} if sel.get("matchLabels") else {})
+            for key, sel in peer.items()
+        }
+        for peer in peers
+    ]
+    assert [peer.to_data() for peer in release.ingress_from] == stored
+
+
+def test_an_ingress_peer_keeps_which_selectors_it_has() -> None:
+    (peer,) = Release.from_body(body(ingressFrom=[{"podSelector": {}}])).ingress_from
+
+    assert peer == Peer(namespace_labels=None, pod_labels=())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import kubernetes_validate
@@ -91,6 +92,17 @@ def test_the_pod_template_says_which_revision_it_runs() -> None:
     assert template["metadata"]["annotations"] == {"testapp.dev/revision": "5"}
 
 
+def test_a_restart_changes_the_pod_template_but_not_the_revision() -> None:
+    restarted = replace(RELEASE, restart_at="2025-06-01T12:00:00Z")
+
+    template = render.deployment(restarted, REVISION)["spec"]["template"]
+
+    assert template["metadata"]["annotations"] == {
+        "testapp.dev/revision": "5",
+        "testapp.dev/restarted-at": "2025-06-01T12:00:00Z",
+    }
+
+
 def test_a_pinned_revision_decides_image_labels_and_resources_but_not_replicas() -> None:
     old = Snapshot(IMAGE, "1.0.0", (("team", "old"),), Resources(limits=(("cpu", "1"),)))
     deployment = render.deployment(RELEASE, Revision(2, old, Outcome.READY))
@@ -141,10 +153,32 @@ def test_the_container_serves_http_with_probes_and_knows_its_env_and_version() -
     assert app["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert app["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert app["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert app["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_a_slow_start_is_not_killed_by_the_liveness_probe() -> None:
+    app = container(render.deployment(RELEASE, REVISION))
+    startup = app["startupProbe"]
+
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+    assert all(
+        app[p]["timeoutSeconds"] >= 3 for p in ("startupProbe", "readinessProbe", "livenessProbe")
+    )
     assert app["env"] == [
         {"name": "APP_ENV", "value": "prd"},
         {"name": "APP_VERSION", "value": "2.0.0"},
     ]
+
+
+def test_a_digest_pinned_revision_runs_its_bytes_by_digest() -> None:
+    digest = "sha256:" + "ab" * 32
+    pinned = Revision(6, Snapshot(IMAGE, "2.0.0", digest=digest), Outcome.READY)
+
+    deployment = render.deployment(RELEASE, pinned)
+
+    assert container(deployment)["image"] == f"{IMAGE}:2.0.0@{digest}"
+    assert container(deployment)["env"][1] == {"name": "APP_VERSION", "value": "2.0.0"}
+    assert render.controller_revision(RELEASE, pinned)["data"]["digest"] == digest
 
 
 def test_the_service_sends_port_80_to_the_named_http_port() -> None:
@@ -196,3 +230,85 @@ def test_rendering_is_deterministic_whatever_the_label_order(renderer: Any) -> N
     second = json.dumps(renderer(other, Revision(1, other.snapshot)))
 
     assert first == second
+
+
+# --- network policies ------------------------------------------------------------------------
+
+
+def policies(release: Release = RELEASE) -> dict[str, dict[str, Any]]:
+    return {p["metadata"]["name"]: p for p in render.network_policies(release)}
+
+
+def test_network_policies_are_valid_objects_ready_for_apply() -> None:
+    for policy in render.network_policies(RELEASE):
+        kubernetes_validate.validate(policy, "1.36.0", strict=True)
+        assert "status" not in policy
+        assert policy["metadata"]["namespace"] == "test-app-prd"
+        assert policy["metadata"]["ownerReferences"] == [OWNER]
+
+
+def test_every_pod_of_the_namespace_is_denied_all_ingress_and_egress() -> None:
+    deny = policies()["test-app-prd-default-deny"]
+
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def test_the_release_pods_accept_only_http_from_the_allowed_peers() -> None:
+    allow = policies()["test-app-prd-allow-http"]
+
+    assert allow["spec"] == {
+        "podSelector": {"matchLabels": {"app": "test-app", "env": "prd"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [{"namespaceSelector": {"matchLabels": {"testapp.dev/client": "true"}}}],
+                "ports": [{"protocol": "TCP", "port": "http"}],
+            }
+        ],
+    }
+    # The same Pods the Deployment and Service select, on the port the container names.
+    assert allow["spec"]["podSelector"]["matchLabels"] == render.selector(RELEASE)
+    (port,) = container(render.deployment(RELEASE, REVISION))["ports"]
+    assert port["name"] == allow["spec"]["ingress"][0]["ports"][0]["port"]
+
+
+def test_no_egress_is_allowed_not_even_dns() -> None:
+    assert all("egress" not in p["spec"] for p in render.network_policies(RELEASE))
+
+
+def test_the_ingress_peers_come_from_the_spec() -> None:
+    peers = [{"namespaceSelector": {}}, {"podSelector": {"matchLabels": {"role": "prober"}}}]
+    release = Release.from_body(
+        {
+            "metadata": {"name": "test-app-prd", "uid": "uid-7"},
+            "spec": {"env": "prd", "image": IMAGE, "tag": "2.0.0", "ingressFrom": peers},
+        }
+    )
+
+    assert policies(release)["test-app-prd-allow-http"]["spec"]["ingress"][0]["from"] == peers
+
+
+def test_an_empty_ingress_list_admits_nobody_and_renders_as_the_server_stores_it() -> None:
+    allow = policies(replace(RELEASE, ingress_from=()))["test-app-prd-allow-http"]
+
+    assert "ingress" not in allow["spec"]
+    assert allow["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_network_policies_do_not_change_with_the_revision() -> None:
+    # No write for them on every rollout: they carry the release's labels, not the tag.
+    retagged = replace(RELEASE, tag="9.9.9", labels=(("team", "other"),))
+
+    assert render.network_policies(retagged) == render.network_policies(RELEASE)
+    for policy in render.network_policies(RELEASE):
+        assert "app.kubernetes.io/version" not in policy["metadata"]["labels"]
+        assert policy["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "testapp-operator"
+
+
+def test_no_policy_name_of_one_release_is_another_releases() -> None:
+    names = {
+        name: release
+        for release in ("a", "a-default-deny", "a-allow-http", "a-allow", "default")
+        for name in policies(replace(RELEASE, name=release))
+    }
+    assert len(names) == 10

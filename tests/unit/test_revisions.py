@@ -77,6 +77,7 @@ def test_an_unchanged_world_changes_nothing() -> None:
     [
         ({"tag": "9"}, True),
         ({"image": "registry.example.com/other"}, True),
+        ({"digest": "sha256:" + "1" * 64}, True),
         ({"labels": (("team", "web"),)}, True),
         ({"resources": Resources(limits=(("cpu", "2"),))}, True),
         ({"replicas": 5}, False),
@@ -101,6 +102,26 @@ def test_a_new_revision_says_what_changed() -> None:
     result = plan(spec, history(R, R), running(2))
 
     assert result.message == "revision 3 created: tag 2 -> 3, labels changed"
+
+
+def test_a_new_digest_for_the_same_tag_is_a_new_revision_and_says_so() -> None:
+    # A tag moved to other bytes (a rebuild pushed again): what runs changes, so history does.
+    old, new = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    ran = [Revision(1, replace(snap("1"), digest=old), R)]
+
+    result = plan(replace(release("1"), digest=new), ran, running(1))
+
+    assert result.create.snapshot.digest == new
+    assert result.message == f"revision 2 created: digest {old} -> {new}"
+
+
+def test_a_rollback_runs_the_digest_the_revision_ran() -> None:
+    old = "sha256:" + "1" * 64
+    ran = [Revision(1, replace(snap("1"), digest=old), R), Revision(2, snap("2"), R)]
+
+    result = plan(replace(release("2"), pin=1), ran, running(2))
+
+    assert result.target.snapshot.reference == f"{IMAGE}:1@{old}"
 
 
 def test_numbers_are_never_reused_after_pruning() -> None:
@@ -256,7 +277,7 @@ def test_a_deadline_exceeded_rolls_back_to_the_newest_ready_revision() -> None:
     assert result.deploy is True
     assert result.message == (
         "revision 3 failed (progress deadline exceeded); rolled back to revision 2; "
-        "change the spec to try again"
+        "change the spec or set spec.retryAt (kubectl testapp retry) to try again"
     )
 
 
@@ -280,6 +301,51 @@ def test_a_spec_change_after_a_rollback_is_deployed() -> None:
 
     assert result.decision is Decision.CREATED
     assert result.create.number == 4
+
+
+# --- retry (spec.retryAt) ---------------------------------------------------------------------
+
+CREATED_3 = "2025-06-01T10:00:00Z"
+
+
+def failed_3() -> list[Revision]:
+    revisions = history(R, R, F)
+    revisions[2] = replace(revisions[2], created=CREATED_3)
+    return revisions
+
+
+def test_a_retry_after_the_failure_records_the_same_snapshot_as_a_new_revision() -> None:
+    spec = release("3", retry_at="2025-06-01T10:05:00Z", change_cause="retry job 8")
+
+    result = plan(spec, failed_3(), running(2))
+
+    assert result.decision is Decision.RETRIED
+    assert (result.create.number, result.create.snapshot) == (4, snap("3"))
+    assert result.create.change_cause == "retry job 8"
+    assert (result.target.number, result.deploy) == (4, True)
+    assert result.message == "revision 4 created: retry of failed revision 3"
+
+
+def test_a_retry_asked_before_the_revision_was_made_does_nothing() -> None:
+    result = plan(release("3", retry_at="2025-06-01T09:00:00Z"), failed_3(), running(2))
+
+    assert result.decision is Decision.ROLLED_BACK
+    assert result.create is None
+
+
+def test_a_failed_retry_is_rolled_back_not_retried_again() -> None:
+    revisions = [*failed_3(), Revision(4, snap("3"), F, created="2025-06-01T10:05:01Z")]
+
+    result = plan(release("3", retry_at="2025-06-01T10:05:00Z"), revisions, running(2))
+
+    assert result.decision is Decision.ROLLED_BACK
+    assert result.target.number == 2
+
+
+def test_retry_at_leaves_a_healthy_latest_revision_alone() -> None:
+    result = plan(release("3", retry_at="2025-06-01T10:05:00Z"), history(R, R, R), running(3))
+
+    assert result.decision is Decision.UNCHANGED
 
 
 def test_a_release_whose_first_revision_fails_stays_on_it() -> None:

@@ -166,6 +166,7 @@ def test_a_ready_release_reports_everything_the_design_lists() -> None:
         ],
         "revision": 2,
         "image": f"{IMAGE}:2",
+        "tag": "2",
         "replicas": 3,
         "readyReplicas": 3,
         "pinned": False,
@@ -369,3 +370,20 @@ def test_paused_is_reported() -> None:
     status = status_of(release(paused=True), revisions(R, R), READY_ROLLOUT)
 
     assert (status["phase"], status["paused"]) == ("Paused", True)
+
+
+def test_status_and_history_show_the_digest_that_runs() -> None:
+    digest = "sha256:" + "d" * 64
+    history = [Revision(2, release(digest=digest).snapshot, R, "", "2026-01-02T00:00:00Z")]
+
+    status = status_of(release(digest=digest), history, READY_ROLLOUT)
+
+    assert (status["image"], status["digest"]) == (f"{IMAGE}:2", digest)
+    assert status["history"][0]["digest"] == digest
+
+
+def test_a_release_by_tag_has_no_digest_in_status() -> None:
+    status = status_of(release(), revisions(R, R), READY_ROLLOUT)
+
+    assert "digest" not in status
+    assert all("digest" not in entry for entry in status["history"])

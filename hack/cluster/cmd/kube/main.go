@@ -1,11 +1,13 @@
-// Command kube is the local control plane in one multi-call binary. Invoked as
-// (or with a first argument of) kube-apiserver, kube-controller-manager,
-// kube-scheduler, etcd or kwok, it runs that component in this process.
+// Command kube is the local cluster in one multi-call binary. Invoked as (or
+// with a first argument of) kube-apiserver, kube-controller-manager,
+// kube-scheduler, etcd, kwok, kubelet or kube-proxy, it runs that component
+// in this process.
 // One process per component, never goroutines: the components share global
 // registries (feature gates, metrics, flags) and race otherwise.
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,14 +17,16 @@ import (
 	"k8s.io/component-base/cli"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 	kwokconfig "sigs.k8s.io/kwok/pkg/config"
 	kwokcmd "sigs.k8s.io/kwok/pkg/kwok/cmd"
 	kwoklog "sigs.k8s.io/kwok/pkg/log"
 	kwoksignals "sigs.k8s.io/kwok/pkg/utils/signals"
 )
 
-const usage = "usage: kube {kube-apiserver|kube-controller-manager|kube-scheduler|etcd|kwok} [flags]"
+const usage = "usage: kube {kube-apiserver|kube-controller-manager|kube-scheduler|etcd|kwok|kubelet|kube-proxy} [flags]"
 
 func main() {
 	name := filepath.Base(os.Args[0])
@@ -44,6 +48,10 @@ func main() {
 		etcdmain.Main(os.Args)
 	case "kwok":
 		os.Exit(runKwok())
+	case "kubelet":
+		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
+	case "kube-proxy":
+		os.Exit(cli.Run(proxy.NewProxyCommand()))
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)

@@ -1,0 +1,139 @@
+"""The test-app images the real node runs, pushed to the cluster's loopback registry.
+
+    python hack/cluster/appimages.py push [--tags 1.0.0 1.1.0]   (prints JSON: see AppImages)
+
+Builds Dockerfile.app with podman on the project's local Python base image (hack/containers),
+then pushes it under every tag asked for (the app reports its tag: the operator passes it as
+APP_VERSION), plus two broken builds made from it: `broken-crash` exits at start (the kubelet
+shows CrashLoopBackOff) and `broken-unready` serves but never answers /readyz (never Ready).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO / "hack" / "containers"))
+
+import localcluster  # noqa: E402
+import toolchain  # noqa: E402 (hack/containers is not a package)
+
+LOCAL_NAME = "localhost/test-app:real-node"
+REPOSITORY = "test-app"
+CRASH_TAG = "broken-crash"
+UNREADY_TAG = "broken-unready"
+# Each broken build is the real image with another command.
+BROKEN_COMMANDS = {
+    CRASH_TAG: ["python", "-c", "raise SystemExit('broken build: exits at start')"],
+    UNREADY_TAG: ["python", "-m", "http.server", "8000"],
+}
+
+
+@dataclass(frozen=True)
+class AppImages:
+    repository: str  # e.g. 127.0.0.1:PORT/test-app (spec.image)
+    digest: str  # of the good image, the same under every good tag
+    tags: list[str]
+    broken_digests: dict[str, str]
+
+
+class ImageError(RuntimeError):
+    """An image could not be built or pushed; the message says which and why."""
+
+
+def podman(*args: str, input: str | None = None) -> str:
+    result = subprocess.run(
+        ["podman", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        env={**os.environ, **toolchain.podman_env()},
+    )
+    if result.returncode != 0:
+        raise ImageError(f"podman {args[0]} failed: {result.stderr.strip()[-2000:]}")
+    return result.stdout
+
+
+def build(log=print) -> None:
+    toolchain.install(log)
+    base = toolchain.build_base_image(log)
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    log(f"Building {LOCAL_NAME} from Dockerfile.app (its tests run inside the build)")
+    podman(
+        "build",
+        "--quiet",
+        "--pull=never",
+        "-f",
+        str(REPO / "Dockerfile.app"),
+        "--build-arg",
+        f"PYTHON_IMAGE={base}",
+        "--build-arg",
+        f"GIT_SHA={sha or 'unknown'}",
+        "-t",
+        LOCAL_NAME,
+        str(REPO),
+    )
+    for tag, command in BROKEN_COMMANDS.items():
+        podman(
+            "build",
+            "--quiet",
+            "--pull=never",
+            "-t",
+            f"localhost/test-app:{tag}",
+            "-f",
+            "-",
+            str(REPO),
+            input=f"FROM {LOCAL_NAME}\nCMD {json.dumps(command)}\n",
+        )
+
+
+def push_one(local: str, remote: str) -> str:
+    with tempfile.TemporaryDirectory() as scratch:
+        digest_file = Path(scratch) / "digest"
+        podman(
+            "push", "--quiet", "--tls-verify=false", f"--digestfile={digest_file}", local, remote
+        )
+        return digest_file.read_text().strip()
+
+
+def push(registry: str, tags: list[str], log=print) -> AppImages:
+    """Build (podman reuses its layer cache) and push the app under `tags` and both broken
+    builds; returns where they are."""
+    build(log)
+    repository = f"{registry}/{REPOSITORY}"
+    digests = {push_one(LOCAL_NAME, f"{repository}:{tag}") for tag in tags}
+    if len(digests) != 1:
+        raise ImageError(f"the tags {tags} got different digests: {sorted(digests)}")
+    broken = {
+        tag: push_one(f"localhost/test-app:{tag}", f"{repository}:{tag}") for tag in BROKEN_COMMANDS
+    }
+    return AppImages(repository, digests.pop(), tags, broken)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["push"])
+    parser.add_argument("--tags", nargs="+", default=["1.0.0", "1.1.0"])
+    args = parser.parse_args(argv)
+    try:
+        registry = localcluster.ensure_registry(log=lambda line: print(line, file=sys.stderr))
+        images = push(registry, args.tags, log=lambda line: print(line, file=sys.stderr))
+    except (ImageError, localcluster.ClusterError, toolchain.ToolchainError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(asdict(images)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from testapp_operator.cli.commands import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""The plugin's API calls, with every failure turned into one readable CliError.
+
+Imported only once a command is about to talk to the API server: the kubernetes client takes most
+of the plugin's start time, and `--help`, completion and bad input need none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from testapp_operator import GROUP, PLURAL, RELEASE_LABEL, VERSION
+from testapp_operator.cli.core import RESOURCE, CliError, Exit, TransientError
+
+# Our writes show up under this manager in managedFields (and in the deployment log's CLIENT).
+PLUGIN_FIELD_MANAGER = "kubectl-testapp"
+
+# Raised by the HTTP layer when the API server cannot be reached.
+ConnectionFailure = urllib3.exceptions.HTTPError
+
+
+def _status_message(error: ApiException) -> tuple[str, bool]:
+    """The Status message of an API error, and whether the body was a Status at all."""
+    try:
+        body = json.loads(error.body or "")
+    except ValueError:
+        return (error.body or error.reason or "").strip(), False
+    if not isinstance(body, dict) or body.get("kind") != "Status":
+        return str(body), False
+    return body.get("message") or body.get("reason") or "", True
+
+
+def api_error(error: ApiException, what: str) -> CliError:
+    """One line that names the object and the reason, for each way a request fails."""
+    message, is_status = _status_message(error)
+    if error.status == 404:
+        if what.startswith(RESOURCE) and not is_status:
+            return CliError(
+                f"{what}: the CRD {PLURAL}.{GROUP} is not installed "
+                "(kubectl apply -f crds/ installs it)",
+                Exit.NOT_FOUND,
+            )
+        return CliError(f"{what} not found", Exit.NOT_FOUND)
+    if error.status == 403:
+        return CliError(f"{what}: forbidden: {message}", Exit.NOT_FOUND)
+    if error.status == 401:
+        return CliError(
+            f"{what}: unauthorized: check the credentials in the kubeconfig", Exit.NOT_FOUND
+        )
+    if error.status == 422:
+        return CliError(f"{what}: rejected: {message}", Exit.USAGE)
+    return CliError(f"{what}: {error.status} {error.reason}: {message}")
+
+
+def load_api_client(kubeconfig: str | None, context: str | None) -> client.ApiClient:
+    """Like kubectl: --kubeconfig, else $KUBECONFIG, else ~/.kube/config, else in-cluster."""
+    try:
+        return config.new_client_from_config(config_file=kubeconfig, context=context)
+    except ConfigException as error:
+        if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise CliError(
+            f"no usable kubeconfig at {where} ({str(error).rstrip('.')}); "
+            "pass --kubeconfig or set KUBECONFIG",
+            Exit.UNREACHABLE,
+        ) from error
+
+
+class ReleaseClient:
+    """The few reads and writes the plugin makes on TestAppReleases and their revisions."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.objects = client.CustomObjectsApi(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    def get_release(self, name: str) -> dict[str, Any]:
+        try:
+            return self.objects.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        except ApiException as error:
+            raise api_error(error, f"{RESOURCE} {name}") from error
+
+    def read_release_retrying(self, name: str) -> dict[str, Any]:
+        """get_release for wait loops: server errors and lost connections are retried."""
+        try:
+            return self.objects.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        except ApiException as error:
+            if error.status is not None and error.status >= 500:
+                raise TransientError(f"{error.status} {error.reason}") from error
+            raise api_error(error, f"{RESOURCE} {name}") from error
+        except ConnectionFailure as error:
+            raise TransientError(str(error)) from error
+
+    def list_releases(self) -> list[dict[str, Any]]:
+        try:
+            return self.objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        except ApiException as error:
+            raise api_error(error, f"{RESOURCE} list") from error
+
+    def list_pods(self, release: str) -> list[dict[str, Any]]:
+        """The Pods in the release's namespace, as the API returns them."""
+        try:
+            response = self.core.list_namespaced_pod(release, _preload_content=False)
+        except ApiException as error:
+            raise api_error(error, f"pods of {release}") from error
+        return json.loads(response.data)["items"]
+
+    def patch_release(
+        self, name: str, patch: Mapping[str, Any], dry_run: bool = False
+    ) -> dict[str, Any]:
+        """A merge patch of the release (`dry_run`: the server validates and admits it, and
+        returns the result, but stores nothing)."""
+        extra = {"dry_run": "All"} if dry_run else {}
+        try:
+            return self.objects.patch_cluster_custom_object(
+                GROUP,
+                VERSION,
+                PLURAL,
+                name,
+                dict(patch),
+                field_manager=PLUGIN_FIELD_MANAGER,
+                _content_type="application/merge-patch+json",
+                **extra,
+            )
+        except ApiException as error:
+            raise api_error(error, f"{RESOURCE} {name}") from error
+
+    def revision_data(self, release: str, revision: int) -> Any:
+        """The snapshot (`data`) of ControllerRevision <release>-<N> in the release namespace."""
+        name = f"{release}-{revision}"
+        try:
+            response = self.apps.read_namespaced_controller_revision(
+                name, release, _preload_content=False
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise CliError(
+                    f"{RESOURCE} {release} has no revision {revision} "
+                    f"(controllerrevision {name} not found in namespace {release}; "
+                    f"revisions: {self._revision_numbers(release)})",
+                    Exit.NOT_FOUND,
+                ) from error
+            raise api_error(error, f"controllerrevision {release}/{name}") from error
+        return json.loads(response.data)["data"]
+
+    def _revision_numbers(self, release: str) -> str:
+        try:
+            response = self.apps.list_namespaced_controller_revision(
+                release, label_selector=f"{RELEASE_LABEL}={release}", _preload_content=False
+            )
+        except ApiException:
+            return "unknown"
+        numbers = sorted(item["revision"] for item in json.loads(response.data)["items"])
+        return ", ".join(map(str, numbers)) or "none"
+
+
+def connect(kubeconfig: str | None, context: str | None) -> ReleaseClient:
+    return ReleaseClient(load_api_client(kubeconfig, context))

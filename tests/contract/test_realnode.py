@@ -1,0 +1,156 @@
+"""The real node's configuration and its host bookkeeping, without starting anything. Not in
+tests/unit: the operator image's build runs tests/unit, which has no testapp_dev or hack/."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tarfile
+import tomllib
+from pathlib import Path
+
+from testapp_dev import localcluster
+
+realnode = localcluster.realnode
+
+PATHS = realnode.NodePaths(Path("/work/x/.cluster"))
+PORTS = realnode.NodePorts(kubelet=1, kubelet_healthz=2, proxy_healthz=3, proxy_metrics=4, stream=5)
+
+
+def containerd() -> dict:
+    text = realnode.containerd_config(PATHS, PORTS, Path("/cache/shim"), "/usr/sbin/runc")
+    return tomllib.loads(text)
+
+
+def test_containerd_keeps_its_files_and_sockets_under_the_node_dir() -> None:
+    config = containerd()
+
+    for path in (config["root"], config["state"], config["grpc"]["address"]):
+        assert path.startswith("/work/x/.cluster/node/")
+    runc = config["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["runc"]
+    assert runc["options"]["Root"] == "/work/x/.cluster/node/runc"
+    assert runc["runtime_path"] == "/cache/shim"
+
+
+def test_containerd_works_without_cap_sys_resource_or_systemd() -> None:
+    runtime = containerd()["plugins"]["io.containerd.cri.v1.runtime"]
+
+    assert runtime["restrict_oom_score_adj"] is True
+    assert runtime["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
+    assert runtime["netns_mounts_under_state_dir"] is True
+
+
+def test_the_sandbox_image_is_the_locally_made_one() -> None:
+    images = containerd()["plugins"]["io.containerd.cri.v1.images"]
+
+    assert images["pinned_images"]["sandbox"] == realnode.PAUSE_IMAGE
+
+
+def test_kubelet_runs_on_cgroup_v1_with_cgroupfs_and_makes_no_iptables_chains() -> None:
+    config = realnode.kubelet_config(PATHS, PORTS, Path("/pki"))
+
+    assert config["cgroupDriver"] == "cgroupfs"
+    assert config["failCgroupV1"] is False
+    assert config["makeIPTablesUtilChains"] is False
+    assert config["address"] == "127.0.0.1"
+    assert config["authorization"]["mode"] == "Webhook"
+    assert config["containerRuntimeEndpoint"] == f"unix://{PATHS.socket}"
+
+
+def test_pods_stay_on_the_machine() -> None:
+    bridge = realnode.cni_config(PATHS)["plugins"][0]
+
+    assert bridge["ipMasq"] is False
+    assert bridge["ipam"]["dataDir"].startswith(str(PATHS.root))
+
+
+def test_kube_proxy_uses_nftables_and_leaves_conntrack_settings_alone() -> None:
+    config = realnode.kube_proxy_config(PATHS, PORTS, PATHS.state, "vm")
+
+    assert config["mode"] == "nftables"
+    assert all(value in (0, "0s") for value in config["conntrack"].values())
+    assert config["healthzBindAddress"].startswith("127.0.0.1:")
+
+
+def test_placement_tolerates_the_real_nodes_taint_and_selects_its_label() -> None:
+    annotations = realnode.placement()
+    taint = realnode.kubelet_config(PATHS, PORTS, Path("/pki"))["registerWithTaints"][0]
+    (toleration,) = json.loads(annotations["scheduler.alpha.kubernetes.io/defaultTolerations"])
+
+    assert annotations["scheduler.alpha.kubernetes.io/node-selector"] == "testapp.dev/node=real"
+    assert (toleration["key"], toleration["value"], toleration["effect"]) == (
+        taint["key"],
+        taint["value"],
+        taint["effect"],
+    )
+
+
+def test_footprint_differences_name_what_was_left_and_what_changed() -> None:
+    before = realnode.Footprint(sysctls={"kernel.panic": "0"}, links=["eth0", "lo"])
+    after = realnode.Footprint(sysctls={"kernel.panic": "10"}, links=["eth0", "lo", "testapp0"])
+
+    assert before.differences(before) == []
+    assert before.differences(after) == [
+        "sysctls kernel.panic: 0 -> 10",
+        "links left behind: testapp0",
+    ]
+
+
+def test_the_pause_image_archive_names_the_pinned_image(tmp_path: Path) -> None:
+    archive = tmp_path / "pause.tar"
+
+    realnode.pause_image_archive(archive)
+
+    with tarfile.open(archive) as tar:
+        (manifest,) = json.load(tar.extractfile("manifest.json"))
+        config = json.load(tar.extractfile(manifest["Config"]))
+        layer = tar.extractfile(manifest["Layers"][0]).read()
+    assert manifest["RepoTags"] == [realnode.PAUSE_IMAGE]
+    assert config["config"]["Entrypoint"] == ["/pause", "-P"]
+    assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(layer).hexdigest()]
+
+
+def test_the_node_can_be_switched_off_and_says_so(monkeypatch) -> None:
+    monkeypatch.setenv("TESTAPP_REAL_NODE", "0")
+
+    assert (
+        realnode.unavailable_reason(PATHS) == "the real node is switched off (TESTAPP_REAL_NODE=0)"
+    )
+
+
+def test_a_node_owned_by_another_cluster_sends_this_one_to_kwok(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("TESTAPP_REAL_NODE", raising=False)
+    monkeypatch.setattr(realnode.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(realnode, "LOCK", tmp_path / "lock.json")
+    other = realnode.NodePaths(tmp_path / "other")
+    realnode.hold_lock(other, os.getpid())  # a live process holds it
+
+    reason = realnode.unavailable_reason(PATHS)
+
+    assert reason == (
+        f"the real node of this machine belongs to the cluster in {other.state} "
+        "(one per machine: stopping that cluster frees it)"
+    )
+    assert realnode.unavailable_reason(other) is None
+
+
+def test_a_lock_whose_kubelet_died_is_free(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(realnode, "LOCK", tmp_path / "lock.json")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    realnode.hold_lock(realnode.NodePaths(tmp_path / "other"), dead.pid)
+
+    assert realnode.lock_owner() is None
+
+
+def test_without_root_the_reason_names_the_uid(monkeypatch) -> None:
+    monkeypatch.delenv("TESTAPP_REAL_NODE", raising=False)
+    monkeypatch.setattr(realnode.os, "geteuid", lambda: 1000)
+
+    reason = realnode.unavailable_reason(PATHS)
+
+    assert reason == ("the real node needs root for containerd, cgroups and the bridge (uid 1000)")
