@@ -109,6 +109,8 @@ run: venv ## Run the operator in the foreground against KUBECONFIG (default: the
 ## DIGEST   `make deploy`: the tag's image digest, sha256:<64 hex>; the Pods then run exactly it
 ## IMAGE    the app image repository, no tag or digest (default: REGISTRY/test-app)
 ## REGISTRY where images go, e.g. <region>-docker.pkg.dev/<project>/test-app or 127.0.0.1:5000
+## DOCKER   `make image`/`push`: docker or podman (default: docker if its daemon answers)
+## PYTHON_IMAGE the images' base (default: the pinned upstream one; podman: the local one)
 ## REVISION `make rollback`: the revision to pin (default: the previous Ready one)
 ## TIMEOUT  seconds `deploy` and `rollback` wait for Ready (default 300)
 ## CAUSE    the change cause a deploy records (default: from the GitLab CI variables, or $USER)
@@ -135,7 +137,7 @@ export ENV TAG DIGEST IMAGE CAUSE OUT KUBECTL OPERATOR_IMAGE OPERATOR_DIGEST TIM
 GITLAB_CI_LOCAL := node_modules/.bin/gitlab-ci-local
 
 # Checks that stop a target before it does anything, naming the variable. The patterns are the
-# CRD's and release.py's (tests/unit/test_makefile.py holds them equal).
+# CRD's and release.py's (tests/pipeline/test_makefile.py holds them equal).
 TAG_PATTERN := ^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$$
 IMAGE_PATTERN := ^[a-z0-9][a-z0-9._/:-]*$$
 IMAGE_TAG_PATTERN := :[^/]*$$

@@ -76,7 +76,7 @@ until kubectl get pods -n test-app-stg -l app.kubernetes.io/version=broken-crash
   sleep 1
 done
 run kubectl get pods -n test-app-stg
-run kubectl testapp status
+run kubectl testapp status -o wide
 run kubectl wait tar test-app-stg --for=jsonpath='{.status.phase}'=Degraded --timeout=120s
 run kubectl get pods -n test-app-stg
 run kubectl testapp history stg

@@ -4,7 +4,6 @@ Service: for the end-to-end tests (tests/node/) and the zero-downtime bench."""
 from __future__ import annotations
 
 import http.client
-import importlib
 import json
 import statistics
 import threading
@@ -16,13 +15,12 @@ from typing import Any
 
 from testapp_operator import REVISION_ANNOTATION
 
+from testapp_dev import scripts
 from testapp_dev.cluster import LiveCluster, localcluster
 from testapp_dev.releases import manifest, unique
 from testapp_dev.waits import wait_until
 
-# hack/cluster/appimages.py: importable once the launcher beside it is loaded (it puts its
-# directory on sys.path).
-appimages = importlib.import_module("appimages")
+appimages = scripts.load("appimages", "hack/cluster/appimages.py")
 
 
 class NodeReleases:

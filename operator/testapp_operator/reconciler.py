@@ -111,7 +111,7 @@ class Reconciler:
                 "%s: changed since it was read, looking again: %s",
                 name,
                 error.reason,
-                extra={"release": name, "reason": "Conflict"},
+                extra={"release": name, "reason": "Conflict", "revision": None},
             )
             return Result(CONFLICT_RETRY)
         return Result(actions.requeue_after)

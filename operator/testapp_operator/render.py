@@ -45,6 +45,7 @@ from testapp_operator.revisions import Revision
 
 RUN_AS = 10001  # the image's non-root user
 TERMINATION_GRACE_SECONDS = 30
+PROBE_TIMEOUT_SECONDS = 3
 DEPLOYMENT_HISTORY = 2  # our ControllerRevisions are the history; ReplicaSets are only for rollout
 
 
@@ -167,6 +168,9 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
                                 {"name": "APP_ENV", "value": release.env},
                                 {"name": "APP_VERSION", "value": snapshot.tag},
                             ],
+                            # Liveness waits for the startup probe: a Pod that boots slowly on a
+                            # busy node is not restarted before it could ever answer.
+                            "startupProbe": _probe("/healthz", period=2, failures=60),
                             "readinessProbe": _probe("/readyz", period=5),
                             "livenessProbe": _probe("/healthz", period=10),
                             "resources": snapshot.resources.to_data(),
@@ -277,5 +281,11 @@ def _template_annotations(release: Release, revision: Revision) -> dict[str, str
     return annotations
 
 
-def _probe(path: str, period: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period}
+def _probe(path: str, period: int, failures: int = 3) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        # The default second is too short for a node whose cores are busy.
+        "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+        "failureThreshold": failures,
+    }

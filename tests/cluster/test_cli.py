@@ -458,9 +458,10 @@ def test_status_wait_and_wide_output(testapp: Plugin, deployed: Callable[..., st
     wide = testapp.ok("status", name, "-o", "wide").stdout.splitlines()
 
     assert waited.returncode == 0, waited.stderr
-    assert wide[0].split()[-3:] == ["WANTED", "IMAGE", "MESSAGE"]
+    assert wide[0].split()[-4:] == ["PODS", "WANTED", "IMAGE", "MESSAGE"]
     assert wide[1].split()[1] == "v1"  # TAG: what runs
-    assert wide[1].split()[7] == "v2"  # WANTED: held back by the pin
+    assert wide[1].split()[7] == "-"  # PODS: kwok keeps them Ready
+    assert wide[1].split()[8] == "v2"  # WANTED: held back by the pin
 
 
 def test_get_tar_shows_the_running_tag_while_pinned(

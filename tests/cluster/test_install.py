@@ -72,16 +72,24 @@ def test_install_crd_takes_over_a_crd_applied_client_side_and_says_so(
 
 @pytest.fixture
 def fresh_crd_dir(cluster: LiveCluster, tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """Our CRD under a group no cluster has seen: a fresh install, not touching the real one."""
+    """Our CRD under a group and names no cluster has seen: a fresh install, not touching the
+    real one (nor `kubectl get tar`, which a second `tar` short name would make ambiguous)."""
     crd = yaml.safe_load(CRD_FILE.read_text())
     group = f"fresh-{uuid.uuid4().hex[:8]}.testapp.dev"
     crd["spec"]["group"] = group
+    kind = "FreshTestAppRelease"
+    crd["spec"]["names"] = {
+        "kind": kind,
+        "listKind": f"{kind}List",
+        "plural": f"{kind.lower()}s",
+        "singular": kind.lower(),
+    }
     crd["metadata"]["name"] = f"{crd['spec']['names']['plural']}.{group}"
     (tmp_path / "crd.yaml").write_text(yaml.safe_dump(crd))
     (tmp_path / "kustomization.yaml").write_text("resources: [crd.yaml]\n")
     name = f"customresourcedefinition.apiextensions.k8s.io/{crd['metadata']['name']}"
     yield tmp_path, name
-    cluster.kubectl("delete", name, "--ignore-not-found", "--wait=false")
+    cluster.kubectl("delete", name, "--ignore-not-found")
 
 
 def test_install_crd_installs_a_fresh_crd_and_waits_until_it_is_served(

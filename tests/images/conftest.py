@@ -55,9 +55,14 @@ def images(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         ],
         capture_output=True,
         text=True,
-        env=ENV,
+        env={**ENV, "MAKEFLAGS": ""},  # not the jobserver of a `make test` around us
         timeout=1800,
     )
-    assert result.returncode == 0, f"make image failed:\n{result.stdout[-4000:]}\n{result.stderr}"
-    yield built
-    podman("rmi", built.app, built.operator, check=False)
+    try:
+        assert result.returncode == 0, (
+            f"make image failed:\n{result.stdout[-4000:]}\n{result.stderr}"
+        )
+        yield built
+    finally:  # one at a time: a failed build may have tagged only the first
+        for image in (built.app, built.operator):
+            podman("rmi", "--force", image, check=False)

@@ -26,6 +26,7 @@ def real_node(cluster: LiveCluster) -> str:
     """The real node's name; skips (saying why in one line) where it cannot run: the other
     suites still run on kwok."""
     state = Path(cluster.state_dir)
+    take_the_node_from_the_demo(state)
     if not localcluster.node_running(state):
         running = localcluster.read_state(state)
         assert running is not None
@@ -34,8 +35,40 @@ def real_node(cluster: LiveCluster) -> str:
         )
     reason = localcluster.real_node_unavailable(state)
     if reason:
+        WHY_NO_REAL_NODE.append(reason)
         pytest.skip(f"no real node here, kwok only: {reason}")
     return realnode.node_name()
+
+
+def take_the_node_from_the_demo(state: Path) -> None:
+    """`make demo` then `make test` in one checkout: the demo's cluster (.cluster) holds the one
+    real node of the machine. The tests stop that node, saying so; the demo's control plane and
+    operator keep running, its releases' Pods wait for a node."""
+    demo = localcluster.REPO / ".cluster"
+    if realnode.lock_owner() == str(demo) and demo != state:
+        TOOK_THE_NODE.append(
+            f"the real node of the demo's cluster in {demo} was stopped for these tests (one real "
+            "node per machine); the demo's control plane keeps running"
+        )
+        print(TOOK_THE_NODE[0], file=sys.stderr)
+        realnode.stop(realnode.NodePaths(demo))
+
+
+TOOK_THE_NODE: list[str] = []
+
+
+# Filled by the real_node fixture; every node test is skipped for the same reason.
+WHY_NO_REAL_NODE: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Why the real-node tests were skipped, or whose node they took, once at the end."""
+    for line in TOOK_THE_NODE:
+        terminalreporter.write_line(line)
+    if WHY_NO_REAL_NODE:
+        terminalreporter.write_line(
+            f"real-node tests skipped, the cluster ran kwok only: {WHY_NO_REAL_NODE[0]}"
+        )
 
 
 @pytest.fixture(scope="session")

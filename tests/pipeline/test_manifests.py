@@ -18,13 +18,14 @@ from tests.pipeline.gitlab import REPO
 ENVS = ("dev", "stg", "ppd", "prd")
 KUBERNETES_VERSION = "1.36.0"  # the local control plane's minor version
 CRD = yaml.safe_load((REPO / "crds" / "testapp.dev_testappreleases.yaml").read_text())
+PROMETHEUS_OPERATOR_KINDS = {
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 KUSTOMIZATIONS = sorted(path.parent for path in (REPO / "k8s").rglob("kustomization.yaml"))
 RELEASES = [REPO / "k8s" / "base", *(REPO / "k8s" / "overlays" / env for env in ENVS)]
 # The fields the pipeline owns; Argo CD / Flux users ignore them (README).
 DEPLOYED_FIELDS = {"image", "tag", "digest", "revision"}
-# The Prometheus Operator's kinds (k8s/observability): no schema of theirs here; their rules and
-# queries are checked by tests/observability.
-UNVALIDATED_GROUPS = {"monitoring.coreos.com"}
 AS_DEPLOYED = {"image": "europe-west1-docker.pkg.dev/demo/test-app/test-app", "tag": "0123abc"}
 
 
@@ -62,12 +63,15 @@ def custom_resource_schemas(crds: list[dict[str, Any]]) -> dict[tuple[str, str],
 
 def validate(resource: dict[str, Any], rendered_with: Sequence[dict[str, Any]] = ()) -> None:
     """Built-in kinds against Kubernetes' own schemas (strict), custom resources against the
-    CRD that defines them (ours, or one rendered in the same kustomization)."""
+    CRD that defines them (ours, or one rendered in the same kustomization). The Prometheus
+    operator's kinds have no schema here: tests/observability checks their content."""
     crds = [CRD, *(r for r in rendered_with if r["kind"] == "CustomResourceDefinition")]
     schema = custom_resource_schemas(crds).get((resource["apiVersion"], resource["kind"]))
     if schema is not None:
         jsonschema.validate(resource, schema)
-    elif resource["apiVersion"].split("/")[0] not in UNVALIDATED_GROUPS:
+    elif (resource["apiVersion"], resource["kind"]) in PROMETHEUS_OPERATOR_KINDS:
+        assert resource["metadata"]["name"] and resource["spec"], resource
+    else:
         kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
 
 

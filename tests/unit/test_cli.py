@@ -955,3 +955,40 @@ def test_help_loads_neither_kopf_nor_the_kubernetes_client() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def pod(ready: bool, waiting: str | None = None, deleting: bool = False) -> dict[str, Any]:
+    state = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
+    metadata: dict[str, Any] = {"name": "p"}
+    if deleting:
+        metadata["deletionTimestamp"] = "2025-06-01T12:00:00Z"
+    return {
+        "metadata": metadata,
+        "status": {
+            "conditions": [{"type": "Ready", "status": str(ready)}],
+            "containerStatuses": [{"state": state}],
+        },
+    }
+
+
+def test_pod_problems_count_the_kubelets_reasons_for_pods_that_are_not_ready() -> None:
+    pods = [
+        pod(True),
+        pod(False, "CrashLoopBackOff"),
+        pod(False, "CrashLoopBackOff"),
+        pod(False),
+        pod(False, "ImagePullBackOff", deleting=True),
+    ]
+
+    assert views.pod_problems(pods) == "2 CrashLoopBackOff, 1 not Ready"
+    assert views.pod_problems([pod(True)]) is None
+
+
+def test_the_wide_status_shows_what_the_kubelet_says_of_the_pods() -> None:
+    records = views.status_records([release("stg")], lambda name: [pod(False, "CrashLoopBackOff")])
+
+    lines = views.status_table(records, NOW, wide=True).splitlines()
+
+    assert lines[0].split()[-4:] == ["PODS", "WANTED", "IMAGE", "MESSAGE"]
+    assert "1 CrashLoopBackOff" in lines[1]
+    assert "PODS" not in views.status_table(records, NOW)

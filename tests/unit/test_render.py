@@ -153,6 +153,17 @@ def test_the_container_serves_http_with_probes_and_knows_its_env_and_version() -
     assert app["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert app["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert app["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert app["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_a_slow_start_is_not_killed_by_the_liveness_probe() -> None:
+    app = container(render.deployment(RELEASE, REVISION))
+    startup = app["startupProbe"]
+
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+    assert all(
+        app[p]["timeoutSeconds"] >= 3 for p in ("startupProbe", "readinessProbe", "livenessProbe")
+    )
     assert app["env"] == [
         {"name": "APP_ENV", "value": "prd"},
         {"name": "APP_VERSION", "value": "2.0.0"},

@@ -82,6 +82,7 @@ class ReleaseClient:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.objects = client.CustomObjectsApi(api_client)
         self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
 
     def get_release(self, name: str) -> dict[str, Any]:
         try:
@@ -105,6 +106,14 @@ class ReleaseClient:
             return self.objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
         except ApiException as error:
             raise api_error(error, f"{RESOURCE} list") from error
+
+    def list_pods(self, release: str) -> list[dict[str, Any]]:
+        """The Pods in the release's namespace, as the API returns them."""
+        try:
+            response = self.core.list_namespaced_pod(release, _preload_content=False)
+        except ApiException as error:
+            raise api_error(error, f"pods of {release}") from error
+        return json.loads(response.data)["items"]
 
     def patch_release(
         self, name: str, patch: Mapping[str, Any], dry_run: bool = False

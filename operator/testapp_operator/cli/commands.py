@@ -180,7 +180,9 @@ def cmd_status(kube: ReleaseClient, args: argparse.Namespace) -> int:
         read = kube.list_releases
     shown = None
     while True:
-        records = views.status_records(read())
+        # What the kubelet says of each release's Pods: in the wide view (one read per release).
+        pods_of = kube.list_pods if args.output == "wide" else None
+        records = views.status_records(read(), pods_of)
         now = datetime.now(timezone.utc)  # noqa: UP017 (3.10)
         # A watch prints again only when something other than the age changed.
         key = [{k: v for k, v in r.items() if k != "created"} for r in records]

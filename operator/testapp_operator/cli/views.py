@@ -94,13 +94,44 @@ def status_record(body: Body) -> dict[str, Any]:
     }
 
 
-def status_records(releases: Iterable[Body]) -> list[dict[str, Any]]:
-    """One record per release in pipeline order (dev, stg, ppd, prd): what runs where."""
-    return [status_record(body) for body in sorted(releases, key=_env_rank)]
+def status_records(
+    releases: Iterable[Body], pods_of: Callable[[str], list[Body]] | None = None
+) -> list[dict[str, Any]]:
+    """One record per release in pipeline order (dev, stg, ppd, prd): what runs where; with
+    `pods_of` (release name -> its namespace's Pods), also what the kubelet says of its Pods."""
+    records = [status_record(body) for body in sorted(releases, key=_env_rank)]
+    if pods_of is not None:
+        for record in records:
+            record["pods"] = pod_problems(pods_of(record["name"]))
+    return records
+
+
+def pod_problems(pods: Iterable[Body]) -> str | None:
+    """The Pods that are not Ready, counted by the reason the kubelet gives (a container's
+    waiting reason, e.g. CrashLoopBackOff), else "not Ready"; None when every Pod is Ready."""
+    counts: dict[str, int] = {}
+    for pod in pods:
+        status = pod.get("status") or {}
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        conditions = status.get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            continue
+        waiting = [
+            s["state"]["waiting"].get("reason")
+            for s in status.get("containerStatuses") or []
+            if "waiting" in (s.get("state") or {})
+        ]
+        reason = next((r for r in waiting if r), "not Ready")
+        counts[reason] = counts.get(reason, 0) + 1
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or None
 
 
 def status_table(records: Sequence[Mapping[str, Any]], now: datetime, wide: bool = False) -> str:
     headers = ["ENV", "TAG", "REVISION", "READY", "PINNED", "PHASE", "AGE"]
+    pods = wide and any("pods" in r for r in records)
+    if pods:
+        headers += ["PODS"]
     if wide:
         headers += ["WANTED", "IMAGE", "MESSAGE"]
     rows = []
@@ -114,6 +145,8 @@ def status_table(records: Sequence[Mapping[str, Any]], now: datetime, wide: bool
             r["phase"],
             human_age(r["created"], now),
         ]
+        if pods:
+            row += [r.get("pods")]
         if wide:
             held_back = r["wantedTag"] if r["wantedTag"] != r["tag"] else None
             row += [held_back, r["image"], r["message"]]

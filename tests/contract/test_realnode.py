@@ -1,4 +1,5 @@
-"""The real node's configuration and its host bookkeeping, without starting anything."""
+"""The real node's configuration and its host bookkeeping, without starting anything. Not in
+tests/unit: the operator image's build runs tests/unit, which has no testapp_dev or hack/."""
 
 from __future__ import annotations
 
