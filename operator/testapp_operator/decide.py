@@ -1,12 +1,12 @@
 """One reconcile's decision: from what exists to what to write (pure: no I/O).
 
 `decide(observed, memory, now) -> Actions` is the whole of it. `Observed` is one snapshot of a
-release's world (its body, its children by kind, its ControllerRevisions); `Memory` is what the
-shell remembers of earlier reconciles; `Actions` lists the writes in the order the shell makes
-them, the events to record once they succeeded, the log lines, and when to look again.
+release's world (its body, its children by kind and name, its ControllerRevisions); `Memory` is
+what the shell remembers of earlier reconciles; `Actions` lists the writes in the order the shell
+makes them, the events to record once they succeeded, the log lines, and when to look again.
 
-Children come from `render.children`: a new kind of child needs a line there, a watch feeding
-`Observed.children`, and nothing here.
+Children come from `render.children` (and `render.child_keys`): a new kind of child needs a line
+there, a watch feeding `Observed.children`, and nothing here.
 """
 
 from __future__ import annotations
@@ -98,18 +98,6 @@ class Actions:
     status: Body | None = None
     phase: str | None = None
     requeue_after: float | None = None
-
-    @property
-    def writes(self) -> bool:
-        return bool(
-            self.annotate
-            or self.namespace
-            or self.deployment
-            or self.children
-            or self.record
-            or self.prune
-            or self.status is not None
-        )
 
 
 def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:

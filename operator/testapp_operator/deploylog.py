@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from testapp_operator import (
@@ -36,6 +36,7 @@ from testapp_operator import (
     FIELD_MANAGER,
     PROMOTED_FROM_ANNOTATION,
 )
+from testapp_operator.conditions import timestamp
 from testapp_operator.revisions import Decision, Outcome, Plan, Revision
 from testapp_operator.rollout import Rollout
 
@@ -124,7 +125,7 @@ def log_after(
         rollout_outcome(plan, rollout),
         request_of(body),
         was_pinned=bool(status.get("pinned")),
-        now=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        now=timestamp(now),
         failed=frozenset(n for n, outcome in plan.outcomes if outcome is Outcome.FAILED),
     )
     return [entry.to_data() for entry in entries]
