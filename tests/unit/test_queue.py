@@ -90,15 +90,17 @@ def test_a_failing_run_is_retried_with_growing_backoff() -> None:
                 raise RuntimeError("the API server is away")
             return Result()
 
-        queue = WorkQueue(work, limit=1, first_backoff=0.1)
+        # Backoffs long enough that a loaded machine's scheduling delay (this gate also runs
+        # inside the operator image's build) cannot blur 0.5 s into 1 s.
+        queue = WorkQueue(work, limit=1, first_backoff=0.5)
         queue.add("a")
         await asyncio.sleep(0)
         with_backoff = asyncio.create_task(queue.idle())
         await asyncio.wait_for(with_backoff, timeout=10)
 
         assert len(times) == 3
-        assert 0.09 < times[1] - times[0] < 0.15  # doubling each time
-        assert 0.19 < times[2] - times[1] < 0.25
+        assert 0.49 < times[1] - times[0] < 0.9  # doubling each time
+        assert 0.99 < times[2] - times[1] < 1.4
 
     run(scenario)
 
