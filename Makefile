@@ -133,7 +133,12 @@ APP_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 # Images are tagged with the commit SHA, plus EXTRA_TAGS.
 EXTRA_TAGS ?=
 IMAGE ?= $(if $(REGISTRY),$(APP_IMAGE))
-export ENV TAG DIGEST IMAGE CAUSE OUT KUBECTL OPERATOR_IMAGE OPERATOR_DIGEST TIMEOUT
+export ENV TAG DIGEST CAUSE OUT OPERATOR_DIGEST TIMEOUT
+# Defaults the Makefile computes go only to the recipes (and guards) that read them: exported to
+# all, `make test` would hand them to every make its tests run, overriding those makes' defaults.
+manifests deploy: export IMAGE := $(IMAGE)
+manifests deploy: export KUBECTL := $(KUBECTL)
+install-operator: export OPERATOR_IMAGE := $(OPERATOR_IMAGE)
 GITLAB_CI_LOCAL := node_modules/.bin/gitlab-ci-local
 
 # Checks that stop a target before it does anything, naming the variable. The patterns are the
