@@ -6,7 +6,6 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,16 +17,13 @@ from testapp_operator.status import Rollout, compute_status
 
 pytestmark = pytest.mark.cluster
 
-CRD = Path(__file__).resolve().parents[2] / "crds" / "testapp.dev_testappreleases.yaml"
 Spec = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def crd(cluster: LiveCluster) -> LiveCluster:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/testappreleases.testapp.dev", "--timeout=30s"
-    )
+def crd(cluster: LiveCluster, crd: None) -> LiveCluster:
+    """The CRD as `make install-crd` installs it (the session's fixture; a second field manager
+    on it would be named by every later install), and the cluster."""
     return cluster
 
 
