@@ -104,7 +104,8 @@ class AuditLog:
         """Write requests (ResponseComplete) made since `mark` by clients of these agents."""
         with self.path.open() as log:
             log.seek(mark)
-            entries = [json.loads(line) for line in log if line.strip()]
+            # The API server may be halfway through its last line: only whole lines are read.
+            entries = [json.loads(line) for line in log if line.endswith("\n") and line.strip()]
         return [
             entry
             for entry in entries
