@@ -14,23 +14,11 @@ import yaml
 from testapp_operator import release
 
 from tests.pipeline.gitlab import REPO
+from tests.pipeline.make import make
 
 CRD = yaml.safe_load((REPO / "crds" / "testapp.dev_testappreleases.yaml").read_text())
 SPEC = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
 VARIABLES = ("ENV", "TAG", "IMAGE", "REGISTRY", "REVISION", "TIMEOUT", "CAUSE", "OUT")
-
-
-def make(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`make -s` with no CI or Google Cloud variables from the calling shell."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "GCP_", "MAKE"))}
-    return subprocess.run(
-        ["make", "-s", "--no-print-directory", *args],
-        cwd=REPO,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def make_variable(name: str) -> str:

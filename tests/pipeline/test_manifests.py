@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from tests.pipeline.gitlab import REPO
+from tests.pipeline.make import make
 
 ENVS = ("dev", "stg", "ppd", "prd")
 KUBERNETES_VERSION = "1.36.0"  # the local control plane's minor version
@@ -35,19 +35,6 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     )
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def make(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`make -s` with no CI or Google Cloud variables from the calling shell."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "GCP_", "MAKE"))}
-    return subprocess.run(
-        ["make", "-s", "--no-print-directory", *args],
-        cwd=REPO,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def custom_resource_schemas(crds: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
