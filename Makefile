@@ -133,7 +133,8 @@ APP_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 # Images are tagged with the commit SHA, plus EXTRA_TAGS.
 EXTRA_TAGS ?=
 IMAGE ?= $(if $(REGISTRY),$(APP_IMAGE))
-export ENV TAG DIGEST CAUSE OUT OPERATOR_DIGEST TIMEOUT
+# The variables people set reach the recipes as make gives them (command line or environment),
+# never exported empty: an empty TIMEOUT is not an unset one to what a recipe runs (gunicorn).
 # Defaults the Makefile computes go only to the recipes (and guards) that read them: exported to
 # all, `make test` would hand them to every make its tests run, overriding those makes' defaults.
 manifests deploy: export IMAGE := $(IMAGE)

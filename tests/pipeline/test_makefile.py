@@ -38,6 +38,17 @@ def test_the_makefile_checks_inputs_with_the_crds_and_release_pys_patterns() -> 
     assert tuple(make_variable("ENVS").split()) == release.ENVS == tuple(SPEC["env"]["enum"])
 
 
+def test_recipes_get_the_variables_people_set_and_no_empty_ones() -> None:
+    """`make bench-app` runs gunicorn, whose config reads TIMEOUT: an empty one broke it."""
+    probe = ("--eval", "probe-env: ; @env")
+    unset = make(*probe, "probe-env")
+    assert unset.returncode == 0, unset.stderr
+    names = {line.split("=", 1)[0] for line in unset.stdout.splitlines()}
+    assert not names & {*VARIABLES, "DIGEST", "OPERATOR_DIGEST"}, names
+    given = make(*probe, "probe-env", "TIMEOUT=60", ENV="dev")
+    assert {"TIMEOUT=60", "ENV=dev"} <= set(given.stdout.splitlines())
+
+
 def test_help_lists_every_target_and_the_variables_without_colour_off_a_terminal() -> None:
     result = make("help")
     assert result.returncode == 0, result.stderr
