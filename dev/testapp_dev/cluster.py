@@ -7,6 +7,7 @@ under the module name `localcluster`.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -64,10 +65,12 @@ class LiveCluster:
 
 
 def service_account_kubeconfig(cluster: LiveCluster, namespace: str, name: str, path: Path) -> str:
-    """A kubeconfig that authenticates as the ServiceAccount `namespace/name`, by token only."""
+    """A kubeconfig that authenticates as the ServiceAccount `namespace/name`, by token only. The
+    CA is inline and the file readable by all, so an image's user (UID 10001) can mount it alone."""
     token = cluster.kubectl(
         "create", "token", name, "-n", namespace, "--duration=4h"
     ).stdout.strip()
+    ca = (Path(cluster.state_dir) / "pki" / "ca.crt").read_bytes()
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -76,7 +79,7 @@ def service_account_kubeconfig(cluster: LiveCluster, namespace: str, name: str, 
                 "name": "local",
                 "cluster": {
                     "server": cluster.server,
-                    "certificate-authority": f"{cluster.state_dir}/pki/ca.crt",
+                    "certificate-authority-data": base64.b64encode(ca).decode(),
                 },
             }
         ],
@@ -85,6 +88,7 @@ def service_account_kubeconfig(cluster: LiveCluster, namespace: str, name: str, 
         "current-context": name,
     }
     path.write_text(json.dumps(config))
+    path.chmod(0o644)
     return str(path)
 
 

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -68,29 +67,6 @@ def test_deleting_a_deployment_garbage_collects_its_replicaset_and_pods(
         return not leftovers
 
     wait_until(nothing_left, timeout=60, what="ReplicaSet and Pods to be garbage-collected")
-
-
-def test_a_restricted_namespace_rejects_a_privileged_pod(cluster: LiveCluster) -> None:
-    name = f"restricted-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "root", "namespace": name},
-        "spec": {
-            "containers": [
-                {"name": "c", "image": "busybox", "securityContext": {"privileged": True}}
-            ]
-        },
-    }
-
-    result = cluster.apply(pod)
-
-    assert result.returncode != 0
-    assert 'violates PodSecurity "restricted:latest"' in result.stderr
-    assert "privileged" in result.stderr
-    cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def test_a_service_account_without_rbac_is_denied(cluster: LiveCluster, namespace: str) -> None:

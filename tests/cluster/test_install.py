@@ -15,6 +15,8 @@ import pytest
 import yaml
 from testapp_dev import LiveCluster
 
+from tests.pipeline.make import make_against
+
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,19 +24,6 @@ CRD_FILE = REPO / "crds" / "testapp.dev_testappreleases.yaml"
 CRD = "customresourcedefinition.apiextensions.k8s.io/testappreleases.testapp.dev"
 MANAGER = "testapp-install"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
-
-
-def make(cluster: LiveCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        ["make", "-s", "--no-print-directory", *args],
-        cwd=REPO,
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def apply_client_side(cluster: LiveCluster, tmp_path: Path) -> Path:
@@ -61,7 +50,7 @@ def test_install_crd_takes_over_a_crd_applied_client_side_and_says_so(
     plain = cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE), check=False)
     assert plain.returncode != 0 and "conflict" in plain.stderr  # the starting point
 
-    result = make(cluster, "install-crd")
+    result = make_against(cluster, "install-crd")
 
     # Other managers the session's earlier tests left on the CRD may be named beside it.
     assert re.search(
@@ -130,7 +119,7 @@ def test_install_operator_runs_the_given_digest_over_a_client_side_crd_and_upgra
     apply_client_side(cluster, tmp_path)
     image = "127.0.0.1:5000/testapp-operator"
 
-    first = make(
+    first = make_against(
         cluster, "install-operator", f"OPERATOR_IMAGE={image}", f"OPERATOR_DIGEST={DIGEST}"
     )
 
@@ -143,7 +132,7 @@ def test_install_operator_runs_the_given_digest_over_a_client_side_crd_and_upgra
     assert container["image"] == f"{image}@{DIGEST}"
 
     upgrade = DIGEST.replace("0123", "4567")
-    second = make(
+    second = make_against(
         cluster, "install-operator", f"OPERATOR_IMAGE={image}", f"OPERATOR_DIGEST={upgrade}"
     )
 

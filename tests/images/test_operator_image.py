@@ -53,11 +53,10 @@ def operator(podman: Podman, images: Images, own_cluster: LiveCluster) -> Iterat
     kubeconfig = service_account_kubeconfig(
         own_cluster, "testapp-system", "testapp-operator", state / "operator.kubeconfig"
     )
-    ca = f"{own_cluster.state_dir}/pki/ca.crt"  # where the kubeconfig says it is
     run_flags = (
         # As k8s/operator's Deployment: a read-only root, an emptyDir on /tmp.
         "--pull=never", "--network=host", "--read-only", "--read-only-tmpfs=false", "--tmpfs=/tmp",
-        f"--volume={kubeconfig}:{KUBECONFIG_IN_CONTAINER}:ro", f"--volume={ca}:{ca}:ro",
+        f"--volume={kubeconfig}:{KUBECONFIG_IN_CONTAINER}:ro",
         f"--env=KUBECONFIG={KUBECONFIG_IN_CONTAINER}",
     )  # fmt: skip
     liveness = f"http://127.0.0.1:{free_port()}/healthz"

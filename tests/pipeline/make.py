@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+from testapp_dev import LiveCluster
+
 from tests.pipeline.gitlab import REPO
 
 
@@ -19,3 +21,17 @@ def make(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def make_against(cluster: LiveCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """`make -s` against `cluster` (its KUBECONFIG), which must succeed."""
+    result = subprocess.run(
+        ["make", "-s", "--no-print-directory", *args],
+        cwd=REPO,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result

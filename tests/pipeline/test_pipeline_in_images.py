@@ -12,7 +12,6 @@ deployer: get and patch of their own release (resourceNames), nothing else.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 from collections.abc import Iterator
@@ -20,10 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testapp_dev import LiveCluster, OperatorProcess, localcluster, wait_until
+from testapp_dev import (
+    LiveCluster,
+    OperatorProcess,
+    localcluster,
+    service_account_kubeconfig,
+    wait_until,
+)
 
 from tests.pipeline.gitlab import REPO, Trigger
 from tests.pipeline.in_images import Pipeline, build_standins, podman_env, podman_service
+from tests.pipeline.make import make_against
 
 pytestmark = pytest.mark.cluster
 
@@ -37,32 +43,6 @@ def git_head() -> str:
     ).stdout.strip()
 
 
-def token_kubeconfig(cluster: LiveCluster, account: str, path: Path) -> Path:
-    """A kubeconfig of ServiceAccount `account` with the CA and token inline, readable by the
-    operator image's user (UID 10001)."""
-    token = cluster.kubectl("-n", DEPLOYERS, "create", "token", account).stdout.strip()
-    ca = (Path(cluster.state_dir) / "pki" / "ca.crt").read_bytes()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "local",
-                "cluster": {
-                    "server": cluster.server,
-                    "certificate-authority-data": base64.b64encode(ca).decode(),
-                },
-            }
-        ],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": account}}],
-        "current-context": "local",
-    }
-    path.write_text(json.dumps(config))
-    path.chmod(0o644)
-    return path
-
-
 def deployer_kubeconfig(cluster: LiveCluster, env: str, directory: Path) -> Path:
     """The deployer of `env`: it may get and patch test-app-<env>, nothing else."""
     account, role = f"deployer-{env}", f"testapp-deploy-{env}"
@@ -74,7 +54,7 @@ def deployer_kubeconfig(cluster: LiveCluster, env: str, directory: Path) -> Path
         ["create", "clusterrolebinding", role, *binding],
     ):
         cluster.kubectl(*args, check=False)  # already there from an earlier session: fine
-    return token_kubeconfig(cluster, account, directory / env)
+    return Path(service_account_kubeconfig(cluster, DEPLOYERS, account, directory / env))
 
 
 def installer_kubeconfig(cluster: LiveCluster, directory: Path) -> Path:
@@ -82,7 +62,7 @@ def installer_kubeconfig(cluster: LiveCluster, directory: Path) -> Path:
     binding = ["--clusterrole=cluster-admin", f"--serviceaccount={DEPLOYERS}:installer"]
     cluster.kubectl("-n", DEPLOYERS, "create", "serviceaccount", "installer", check=False)
     cluster.kubectl("create", "clusterrolebinding", "testapp-install", *binding, check=False)
-    return token_kubeconfig(cluster, "installer", directory / "operator")
+    return Path(service_account_kubeconfig(cluster, DEPLOYERS, "installer", directory / "operator"))
 
 
 @pytest.fixture(scope="module")
@@ -116,15 +96,7 @@ def created_by_hand(cluster: LiveCluster, pipeline: Pipeline, env: str) -> None:
     """The one-time setup of docs/delivery.md: the release exists before a pipeline deploys it."""
     cluster.kubectl("delete", "tar", f"test-app-{env}", "--ignore-not-found", "--wait=true")
     image = f"{pipeline.registry}/test-app"
-    result = subprocess.run(
-        ["make", "-s", "deploy", f"ENV={env}", "TAG=bootstrap", "TIMEOUT=120", f"IMAGE={image}"],
-        cwd=REPO,
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    make_against(cluster, "deploy", f"ENV={env}", "TAG=bootstrap", "TIMEOUT=120", f"IMAGE={image}")
 
 
 @pytest.fixture(scope="module")

@@ -73,6 +73,7 @@ def test_a_privileged_pod_is_refused_so_enforcement_is_on(
 
     assert not ok
     assert 'violates PodSecurity "restricted:latest"' in stderr
+    assert "privileged" in stderr
 
 
 def test_the_pods_of_a_release_pass_restricted(
