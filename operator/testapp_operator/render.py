@@ -2,8 +2,9 @@
 
 Every dict has apiVersion/kind/metadata and the fields we mean to own, nothing else (no status):
 with server-side apply, what we send is what we own, and a field we leave out is left to others.
-All objects are named after the release and carry `labels(release, revision)`, but for the
-network policies, which do not change with the revision (no write for them on every rollout).
+All objects are named after the release. What runs carries `labels(release, revision)`, with the
+version; the Namespace and Service carry the same but the version (a Service spans two versions
+during a rollout) and the network policies only ours: a tag change rewrites neither of them.
 
 Public interface (`revision` is the `revisions.Revision` to run: its snapshot decides image, tag,
 digest, labels and resources; replicas, env, the progress deadline and `ingressFrom` come from the
@@ -18,7 +19,7 @@ release):
   port `http` from `spec.ingressFrom`). No egress is allowed, not even DNS: the app opens no
   connection and resolves no name (docs/design.md, Network policies).
 - `owner_reference(release)`: the controller owner reference to the release.
-- `labels(release, revision)` / `selector(release)`: the labels on everything / the selector.
+- `labels(release, revision)` / `selector(release)`: the labels of what runs / the selector.
 """
 
 from __future__ import annotations
@@ -67,12 +68,16 @@ def selector(release: Release) -> dict[str, str]:
 
 
 def labels(release: Release, revision: Revision) -> dict[str, str]:
-    """The revision's extra labels, then ours (ours win; the CRD forbids overriding them)."""
+    """The Deployment's and its Pods': `_unversioned_labels` and the version."""
     return {
-        **dict(revision.snapshot.labels),
-        **_release_labels(release),
+        **_unversioned_labels(release, revision),
         "app.kubernetes.io/version": revision.snapshot.tag,
     }
+
+
+def _unversioned_labels(release: Release, revision: Revision) -> dict[str, str]:
+    """The revision's extra labels, then ours (ours win; the CRD forbids overriding them)."""
+    return {**dict(revision.snapshot.labels), **_release_labels(release)}
 
 
 def _release_labels(release: Release) -> dict[str, str]:
@@ -115,7 +120,7 @@ def namespace(release: Release, revision: Revision) -> dict[str, Any]:
         "metadata": {
             "name": release.namespace,
             "labels": {
-                **labels(release, revision),
+                **_unversioned_labels(release, revision),
                 "pod-security.kubernetes.io/enforce": "restricted",
                 "pod-security.kubernetes.io/enforce-version": "latest",
             },
@@ -130,13 +135,15 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            **_metadata(release, revision, release.name),
+            "name": release.name,
+            "namespace": release.namespace,
             # What runs and which spec chose it: two operators at once agree on both.
             "labels": {
                 **labels(release, revision),
                 SNAPSHOT_LABEL: snapshot.fingerprint,
                 GENERATION_LABEL: str(release.generation),
             },
+            "ownerReferences": [owner_reference(release)],
         },
         "spec": {
             "replicas": release.replicas,
@@ -195,7 +202,12 @@ def service(release: Release, revision: Revision) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(release, revision, release.name),
+        "metadata": {
+            "name": release.name,
+            "namespace": release.namespace,
+            "labels": _unversioned_labels(release, revision),
+            "ownerReferences": [owner_reference(release)],
+        },
         "spec": {
             "type": "ClusterIP",
             "selector": selector(release),
@@ -260,15 +272,6 @@ def controller_revision(release: Release, revision: Revision) -> dict[str, Any]:
         },
         "revision": revision.number,
         "data": revision.snapshot.to_data(),
-    }
-
-
-def _metadata(release: Release, revision: Revision, name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": release.namespace,
-        "labels": labels(release, revision),
-        "ownerReferences": [owner_reference(release)],
     }
 
 

@@ -92,17 +92,15 @@ def test_applying_an_overlay_produces_namespace_deployment_and_service(
         "env": "stg",
         "app.kubernetes.io/name": "test-app",
         "app.kubernetes.io/instance": "test-app-stg",
-        "app.kubernetes.io/version": body["spec"]["tag"],
         "app.kubernetes.io/managed-by": "testapp-operator",
     }
+    versioned = {**expected, "app.kubernetes.io/version": body["spec"]["tag"]}
     template = deployment["spec"]["template"]
-    for labels in (
-        namespace["metadata"]["labels"],
-        deployment["metadata"]["labels"],
-        service["metadata"]["labels"],
-        template["metadata"]["labels"],
-    ):
+    for labels in (namespace["metadata"]["labels"], service["metadata"]["labels"]):
         assert expected.items() <= labels.items()
+        assert "app.kubernetes.io/version" not in labels
+    for labels in (deployment["metadata"]["labels"], template["metadata"]["labels"]):
+        assert versioned.items() <= labels.items()
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert deployment["spec"]["selector"] == {"matchLabels": {"app": "test-app", "env": "stg"}}
     assert deployment["spec"]["replicas"] == 2

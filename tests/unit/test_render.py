@@ -69,7 +69,24 @@ def test_namespace_deployment_and_service_carry_our_labels_and_the_revisions(
     obj = renderer(RELEASE, REVISION)
 
     assert obj["metadata"]["name"] == "test-app-prd"
-    assert obj["metadata"]["labels"].items() >= {**OURS, "team": "web"}.items()
+    unversioned = {k: v for k, v in OURS.items() if k != "app.kubernetes.io/version"}
+    assert obj["metadata"]["labels"].items() >= {**unversioned, "team": "web"}.items()
+
+
+def test_only_what_runs_carries_the_version() -> None:
+    deployment = render.deployment(RELEASE, REVISION)
+    assert deployment["metadata"]["labels"].items() >= OURS.items()
+    assert deployment["spec"]["template"]["metadata"]["labels"].items() >= OURS.items()
+    for renderer in (render.namespace, render.service):
+        assert "app.kubernetes.io/version" not in renderer(RELEASE, REVISION)["metadata"]["labels"]
+
+
+def test_a_new_tag_changes_only_what_runs() -> None:
+    # One write for a tag change, not one per child: a Service spans two versions in a rollout.
+    retagged = Revision(6, replace(RELEASE.snapshot, tag="2.0.1"), Outcome.READY)
+    for renderer in (render.namespace, render.service):
+        assert renderer(RELEASE, retagged) == renderer(RELEASE, REVISION)
+    assert render.deployment(RELEASE, retagged) != render.deployment(RELEASE, REVISION)
 
 
 def test_the_namespace_enforces_restricted_pod_security() -> None:
