@@ -72,6 +72,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.request_timeout = 60
     # A replica that dies without saying goodbye is replaced after this many seconds.
     settings.peering.lifetime = 15
+    # Kopf keeps a worker (task, queue, last event) per object until it has been idle this long;
+    # with its 5 s, a burst of new releases had a worker alive for every child it touched, and
+    # the process kept that peak as resident memory (docs/benchmarks.md).
+    settings.queueing.idle_timeout = 0.5
     # The API client does discovery on creation: keep that I/O off the event loop.
     memo.shell = Shell(await asyncio.to_thread(Kube))
     if memo.get("readiness"):
