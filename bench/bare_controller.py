@@ -1,9 +1,10 @@
 """The least any controller can do for a tag change, as a reference arm of the latency bench.
 
 It watches releases of a copy of our CRD under another group (same schema, so a release write
-costs the same, and the operator ignores them) and merge-patches the Deployment named like the
-release with the new image the moment the watch delivers the change: no revision, no status, no
-server-side apply, no framework. Whatever it cannot beat, no controller can.
+costs the same, and the operator ignores them) and patches the new image into the Deployment
+named like the release (a copy of the one the operator made, so the write costs the same) the
+moment the watch delivers the change: no revision, no status, no server-side apply, no framework.
+Whatever it cannot beat, no controller can.
 
     python bench/bare_controller.py --group bench.testapp.dev   (KUBECONFIG names the cluster)
 """
@@ -37,12 +38,13 @@ def main() -> None:
             image = f"{spec['image']}:{spec['tag']}"
             if event["type"] == "DELETED" or deployed.get(name) == image:
                 continue
+            # Only the image of the container `app`, as `kubectl set image` does.
             template = {"spec": {"containers": [{"name": "app", "image": image}]}}
             apps.patch_namespaced_deployment(
                 name,
                 name,
                 {"spec": {"template": template}},
-                _content_type="application/merge-patch+json",
+                _content_type="application/strategic-merge-patch+json",
             )
             deployed[name] = image
 
