@@ -134,17 +134,16 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": release.name,
-            "namespace": release.namespace,
-            # What runs and which spec chose it: two operators at once agree on both.
-            "labels": {
+        # What runs and which spec chose it: two operators at once agree on both.
+        "metadata": _metadata(
+            release,
+            release.name,
+            {
                 **labels(release, revision),
                 SNAPSHOT_LABEL: snapshot.fingerprint,
                 GENERATION_LABEL: str(release.generation),
             },
-            "ownerReferences": [owner_reference(release)],
-        },
+        ),
         "spec": {
             "replicas": release.replicas,
             "selector": {"matchLabels": selector(release)},
@@ -202,12 +201,7 @@ def service(release: Release, revision: Revision) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": release.name,
-            "namespace": release.namespace,
-            "labels": _unversioned_labels(release, revision),
-            "ownerReferences": [owner_reference(release)],
-        },
+        "metadata": _metadata(release, release.name, _unversioned_labels(release, revision)),
         "spec": {
             "type": "ClusterIP",
             "selector": selector(release),
@@ -219,19 +213,12 @@ def service(release: Release, revision: Revision) -> dict[str, Any]:
 def network_policies(release: Release) -> list[dict[str, Any]]:
     """Default deny for the whole namespace, then the one way in. The names end in different
     words, so no policy of one release can share a name with another release's."""
-
-    def metadata(name: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "namespace": release.namespace,
-            "labels": _release_labels(release),
-            "ownerReferences": [owner_reference(release)],
-        }
+    ours = _release_labels(release)
 
     deny = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(_policy_name(release.name, "default-deny")),
+        "metadata": _metadata(release, _policy_name(release.name, "default-deny"), ours),
         "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
     }
     allow_spec: dict[str, Any] = {
@@ -249,7 +236,7 @@ def network_policies(release: Release) -> list[dict[str, Any]]:
     allow = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(_policy_name(release.name, "allow-http")),
+        "metadata": _metadata(release, _policy_name(release.name, "allow-http"), ours),
         "spec": allow_spec,
     }
     return [deny, allow]
@@ -272,6 +259,16 @@ def controller_revision(release: Release, revision: Revision) -> dict[str, Any]:
         },
         "revision": revision.number,
         "data": revision.snapshot.to_data(),
+    }
+
+
+def _metadata(release: Release, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A child in the release's namespace, owned by the release."""
+    return {
+        "name": name,
+        "namespace": release.namespace,
+        "labels": labels,
+        "ownerReferences": [owner_reference(release)],
     }
 
 
