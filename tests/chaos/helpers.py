@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,18 @@ def restart_component(state: Path, component: str, timeout: float = 60) -> None:
     # Reap it if it is our child (the test session started the cluster); harmless otherwise.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+    # A zombie leader's other threads may still hold its listening socket for a moment; started
+    # before they let go, the API server found its port in use and exited.
+    ports = cluster.ports
+    listens_on = {
+        "etcd": (ports.etcd_client, ports.etcd_peer),
+        "kube-apiserver": (ports.apiserver,),
+        "kube-controller-manager": (ports.controller_manager,),
+        "kube-scheduler": (ports.scheduler,),
+        "kwok": (ports.kwok,),
+    }[component]
+    for port in listens_on:
+        wait_until(lambda port=port: _can_listen(port), 30, what=f"port {port} free to listen on")
     # Die with us only if the cluster itself does (this process started it).
     leader_parent = int(Path(f"/proc/{cluster.pgid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     localcluster.start(
@@ -135,6 +148,18 @@ def restart_component(state: Path, component: str, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{component} did not become ready again in {timeout} s")
         time.sleep(0.2)
+
+
+def _can_listen(port: int) -> bool:
+    """Whether a server could listen on the loopback port now (with SO_REUSEADDR, as Go's
+    listeners do: only another listener, not a closing connection, stands in the way)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _zombie(pid: int) -> bool:
