@@ -35,9 +35,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# realnode.py and appimages.py sit beside this file, which runs as a script or is loaded by path.
+# realnode.py, goinstall.py and appimages.py sit beside this file, which runs as a script or is
+# loaded by path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realnode
+from goinstall import GoInstallFailed, go_install
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -153,21 +155,12 @@ def ensure_crane(log: Callable[[str], None] = print) -> Path:
     binary = target_dir / "crane"
     if binary.exists():
         return binary
-    if shutil.which("go") is None:
-        raise ClusterError("Go is not installed: the loopback registry is built from Go modules")
     log(f"Building crane {CRANE_VERSION} (the loopback registry) into {target_dir}")
-    partial = CACHE_DIR / f"crane-{CRANE_VERSION}.partial"
-    partial.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        ["go", "install", "-trimpath", f"{CRANE_PACKAGE}@{CRANE_VERSION}"],
-        cwd=partial,
-        env={**os.environ, "GOBIN": str(partial), "GOFLAGS": "", "GOWORK": "off"},
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise ClusterError(f"go install {CRANE_PACKAGE}@{CRANE_VERSION} failed:\n{result.stderr}")
-    partial.rename(target_dir)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        go_install(target_dir, [f"{CRANE_PACKAGE}@{CRANE_VERSION}"])
+    except GoInstallFailed as error:
+        raise ClusterError(f"the loopback registry (crane {CRANE_VERSION}): {error}") from None
     return binary
 
 

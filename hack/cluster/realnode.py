@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from goinstall import GoInstallFailed, go_install
+
 CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
 CONTAINERD_VERSION = "v2.2.9"
 CONTAINERD_COMMANDS = ("containerd", "containerd-shim-runc-v2", "ctr")
@@ -441,37 +443,15 @@ def ensure_containerd(cache: Path, log: Callable[[str], None]) -> Path:
     target = cache / f"node-{key}"
     if all((target / name).exists() for name in CONTAINERD_COMMANDS):
         return target
-    if shutil.which("go") is None:
-        raise NodeUnavailable("Go is not installed: containerd is built from Go modules")
-    partial = cache / f"node-{key}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     log(f"Building containerd {CONTAINERD_VERSION} into {target} (minutes, once)")
+    cache.mkdir(parents=True, exist_ok=True)
     packages = [
         f"{CONTAINERD_MODULE}/cmd/{name}@{CONTAINERD_VERSION}" for name in CONTAINERD_COMMANDS
     ]
-    build_log = cache / f"node-{key}.build.log"
-    with build_log.open("w") as out:
-        result = subprocess.run(
-            [
-                "go",
-                "install",
-                "-trimpath",
-                "-tags",
-                CONTAINERD_TAGS,
-                "-ldflags",
-                "-s -w",
-                *packages,
-            ],
-            env={**os.environ, "GOBIN": str(partial), "GOWORK": "off"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=cache,
-        )
-    if result.returncode != 0:
-        raise NodeUnavailable(f"containerd did not build; see {build_log}")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    try:
+        go_install(target, packages, ["-tags", CONTAINERD_TAGS, "-ldflags", "-s -w"])
+    except GoInstallFailed as error:
+        raise NodeUnavailable(f"containerd {CONTAINERD_VERSION} did not build: {error}") from None
     return target
 
 
