@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from testapp_operator import PLURAL
 from testapp_operator.cli import core, views
 from testapp_operator.cli.core import RESOURCE, CliError, Exit, Goal
+from testapp_operator.conditions import timestamp
 from testapp_operator.release import ENVS
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def _say(line: str) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: UP017 (3.10)
+    return timestamp(datetime.now(timezone.utc))  # noqa: UP017 (3.10)
 
 
 # --- writes ----------------------------------------------------------------------------------
