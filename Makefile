@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLUSTER := $(BIN)/python hack/cluster/localcluster.py
 TOOLCHAIN := $(PYTHON) hack/containers/toolchain.py
+HOSTTOOLS := $(PYTHON) hack/hosttools.py
 # podman and buildah read the project's settings (runc, ulimits, no registry to pull from), never /etc's.
 export CONTAINERS_CONF ?= $(CURDIR)/hack/containers/containers.conf
 ifndef CONTAINERS_REGISTRIES_CONF
@@ -21,7 +22,17 @@ help: ## List the targets and the variables they take (colour only on a terminal
 	  /^## [A-Z_]+ / { name = $$2; sub(/^## [A-Z_]+ +/, ""); variables = variables sprintf("  %s%-18s%s %s\n", on, name, off, $$0) } \
 	  END { printf "Targets:\n%s\nVariables (make <target> NAME=value):\n%s", targets, variables }' $(MAKEFILE_LIST)
 
+# The host programs a target runs (hack/host-tools.toml), installed first: `make demo` and `make test`
+# work on a machine that has only its image's packages, or say in one line what is missing.
+tools-%: FORCE
+	@$(HOSTTOOLS) install $*
+
+.PHONY: host-tools
+host-tools: ## Install every host program the targets run (hack/host-tools.toml) that is missing
+	@$(HOSTTOOLS) install toolchain cluster-up demo test bench
+
 $(BIN)/.installed: pyproject.toml requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is missing: install CPython 3.11 (pyenv install 3.11, or apt-get install -y python3.11-venv)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt -e '.[dev]'
@@ -45,7 +56,7 @@ lint: venv $(CHECKOV_VENV)/.installed ## ruff, hadolint over both Dockerfiles, c
 	$(BIN)/python hack/checkov/gate.py --checkov $(CHECKOV_VENV)/bin/checkov
 
 .PHONY: test
-test: venv lint ## Run every test (unit, cluster, pipeline); starts the local control plane itself
+test: tools-test venv lint ## Run every test (unit, cluster, pipeline); starts the local control plane itself
 	$(BIN)/pytest
 	@echo "== The operator suite again, the operator authenticated as its ServiceAccount (k8s/operator RBAC)"
 	$(BIN)/pytest tests/cluster/test_operator.py --operator-identity=serviceaccount
@@ -74,12 +85,11 @@ bench-rollout: venv ## Zero downtime on the real node: requests through the Serv
 	$(BIN)/python bench/rollout_bench.py --out bench/rollout.json
 
 .PHONY: bench-app
-bench-app: venv ## test-app (hug) vs bare falcon under the same gunicorn, with wrk -> bench/app.json
-	@command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+bench-app: tools-bench venv ## test-app (hug) vs bare falcon under the same gunicorn, with wrk -> bench/app.json
 	$(BIN)/python bench/app_bench.py --out bench/app.json
 
 .PHONY: cluster-up
-cluster-up: venv ## Build (once, cached) and start the local control plane and the real node (or say why not); idempotent
+cluster-up: tools-cluster-up venv ## Build (once, cached) and start the local control plane and the real node (or say why not); idempotent
 	$(CLUSTER) up
 
 .PHONY: cluster-down
@@ -91,7 +101,7 @@ cluster-env: ## Print `export KUBECONFIG=... TESTAPP_REGISTRY=...` for the local
 	@$(PYTHON) hack/cluster/localcluster.py env
 
 .PHONY: demo
-demo: cluster-up ## The main job: cluster, operator, four environments, roll forward/back, auto-rollback
+demo: tools-demo cluster-up ## The main job: cluster, operator, four environments, roll forward/back, auto-rollback
 	@hack/demo.sh
 
 .PHONY: run
@@ -187,7 +197,7 @@ check-DIGEST: FORCE
 FORCE:
 
 .PHONY: toolchain
-toolchain: ## Install podman, buildah, runc, mmdebstrap (Debian) if missing; build the local Python base image (cached)
+toolchain: tools-toolchain ## Install podman, buildah, runc, mmdebstrap (Debian) if missing; build the local Python base image (cached)
 	@$(TOOLCHAIN) base-image
 
 # podman never pulls here: every image it builds from is local (the Dockerfiles' upstream default
@@ -259,6 +269,4 @@ $(GITLAB_CI_LOCAL): package.json package-lock.json
 	@touch $@
 
 .PHONY: node-modules
-node-modules: $(GITLAB_CI_LOCAL) ## Install the npm tools (gitlab-ci-local) from package-lock.json, and rsync it runs jobs with
-	@command -v rsync >/dev/null || { echo "gitlab-ci-local runs jobs with rsync: installing it (Debian)"; \
-	  apt-get install -y -qq rsync >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq rsync; }; }
+node-modules: tools-test $(GITLAB_CI_LOCAL) ## Install the npm tools (gitlab-ci-local) from package-lock.json, and rsync it runs jobs with

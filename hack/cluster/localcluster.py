@@ -36,8 +36,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # realnode.py, goinstall.py and appimages.py sit beside this file, which runs as a script or is
-# loaded by path.
+# loaded by path; hosttools.py (the host programs) one folder up.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import realnode
 from goinstall import GoInstallFailed, go_install
 

@@ -29,13 +29,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import hosttools
 from goinstall import GoInstallFailed, go_install
 
 CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
 CONTAINERD_VERSION = "v2.2.9"
 CONTAINERD_COMMANDS = ("containerd", "containerd-shim-runc-v2", "ctr")
 CONTAINERD_TAGS = "no_btrfs no_devmapper no_zfs"
-DEBIAN_PACKAGES = {"runc": "runc", "/usr/lib/cni/bridge": "containernetworking-plugins"}
 CNI_BIN_DIR = "/usr/lib/cni"
 PAUSE_IMAGE = "localhost/testapp/pause:catatonit"
 POD_SUBNET = "10.244.0.0/24"
@@ -398,6 +398,9 @@ def unavailable_reason(paths: NodePaths) -> str | None:
         return (
             f"the real node needs root for containerd, cgroups and the bridge (uid {os.geteuid()})"
         )
+    if absent := hosttools.missing(["real-node"]):
+        tools = [tool for needed in absent.values() for tool in needed]
+        return f"the real node needs {hosttools.describe(tools)}: make cluster-up installs them"
     owner = lock_owner()
     if owner is not None and owner != str(paths.state):
         return (
@@ -455,27 +458,6 @@ def ensure_containerd(cache: Path, log: Callable[[str], None]) -> Path:
     return target
 
 
-def ensure_debian_tools(log: Callable[[str], None]) -> str:
-    """runc and the CNI plugins from Debian (installed if missing); returns runc's path."""
-    missing = [
-        pkg
-        for tool, pkg in DEBIAN_PACKAGES.items()
-        if not (shutil.which(tool) or Path(tool).exists())
-    ]
-    if missing:
-        log(f"Installing {' '.join(missing)} with apt-get")
-        result = run("apt-get", "install", "-y", "--no-install-recommends", *missing)
-        if result.returncode != 0:
-            run("apt-get", "update")
-            result = run("apt-get", "install", "-y", "--no-install-recommends", *missing)
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["?"])[-1]
-            raise NodeUnavailable(f"apt-get install {' '.join(missing)} failed: {last}")
-    runc = shutil.which("runc")
-    assert runc is not None
-    return runc
-
-
 def pause_image_archive(destination: Path) -> None:
     """A docker-archive of the sandbox image: Debian's static catatonit in pause mode.
 
@@ -483,13 +465,7 @@ def pause_image_archive(destination: Path) -> None:
     namespaces and reaps zombies.
     """
     catatonit = shutil.which("catatonit")
-    if catatonit is None:
-        result = run("apt-get", "install", "-y", "--no-install-recommends", "catatonit")
-        catatonit = shutil.which("catatonit")
-        if catatonit is None:
-            raise NodeUnavailable(
-                f"catatonit (the pause process) is missing: {result.stderr[-200:]}"
-            )
+    assert catatonit is not None, "unavailable_reason checks the host tools first"
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:
         info = tar.gettarinfo(catatonit, arcname="pause")
@@ -574,7 +550,8 @@ def start(
         raise NodeUnavailable(reason)
     stop(paths)
     containerd_dir = ensure_containerd(cache, log)
-    runc = ensure_debian_tools(log)
+    runc = shutil.which("runc")
+    assert runc is not None, "unavailable_reason checks the host tools first"
     paths.baseline.write_text(json.dumps(asdict(footprint(paths)), indent=2))
     hold_lock(paths, os.getpid())
     write_files(paths, ports, containerd_dir, runc)

@@ -22,13 +22,16 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
 from pathlib import Path
+
+# hosttools.py, the one list of the host programs and their install step, is one folder up.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import hosttools
 
 HERE = Path(__file__).resolve().parent
 CONTAINERS_CONF = HERE / "containers.conf"
@@ -42,15 +45,6 @@ MACHINE_REGISTRIES = [
     Path.home() / ".config/containers/registries.conf.d",
 ]
 
-# Debian packages, and a command each installs (checked to decide whether to install).
-PACKAGES = {
-    "podman": "podman",
-    "buildah": "buildah",
-    "runc": "runc",
-    "mmdebstrap": "mmdebstrap",
-    # podman's bridge network (`-p 127.0.0.1:PORT:8000`); without it only the host network works.
-    "netavark": "/usr/lib/podman/netavark",
-}
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 APT_SOURCES = [Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d")]
 
@@ -125,45 +119,13 @@ def registries_conf() -> Path:
 # --- packages -----------------------------------------------------------------------------------
 
 
-def missing_packages() -> list[str]:
-    return [package for package, command in PACKAGES.items() if not shutil.which(command)]
-
-
 def install(log=print) -> None:
-    """Install the missing packages, then refresh registries.conf: installing podman brings the
-    machine's own registry configuration, whose registries it must block."""
-    install_packages(log)
+    """Install the missing packages (hack/host-tools.toml, target toolchain), then refresh
+    registries.conf: installing podman brings the machine's own registry configuration, whose
+    registries it must block."""
+    if hosttools.install(["toolchain"], log) != 0:
+        raise ToolchainError("the container toolchain is incomplete (see the line above)")
     registries_conf()
-
-
-def install_packages(log=print) -> None:
-    missing = missing_packages()
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        raise ToolchainError(
-            f"missing Debian packages {' '.join(missing)}: run as root, or "
-            f"`sudo apt-get install -y --no-install-recommends {' '.join(missing)}`"
-        )
-    log(f"Installing from Debian: {' '.join(missing)}")
-    # Other jobs on the machine may hold the dpkg lock: wait for it rather than fail.
-    command = [
-        "apt-get",
-        "-o",
-        "DPkg::Lock::Timeout=600",
-        "install",
-        "-y",
-        "-qq",
-        "--no-install-recommends",
-        *missing,
-    ]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(command, env=env, check=False).returncode != 0:
-        # A fresh machine may have no package lists yet.
-        subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-qq"], check=True)
-        subprocess.run(command, env=env, check=True)
-    if still := missing_packages():
-        raise ToolchainError(f"installed, yet still missing: {' '.join(still)}")
 
 
 # --- base image ---------------------------------------------------------------------------------
