@@ -15,10 +15,31 @@ import kopf
 from testapp_operator import FIELD_MANAGER, health, metrics
 from testapp_operator import handlers as _registers_the_kopf_handlers  # noqa: F401
 
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off", "")
+
+
+def env_flag(name: str) -> bool:
+    """A boolean from the environment: unset or one of FALSE is off, one of TRUE is on (any case);
+    anything else is an error naming the variable, never a guess."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ValueError(
+        f"{name}={os.environ[name]!r} is not a boolean: use one of {', '.join(TRUE)} "
+        f"or {', '.join(f for f in FALSE if f)} (or leave it empty)"
+    )
+
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="python -m testapp_operator", description=__doc__)
+    try:
+        verbose, standalone = env_flag("TESTAPP_VERBOSE"), env_flag("TESTAPP_STANDALONE")
+    except ValueError as error:
+        parser.error(str(error))
     parser.add_argument(
         "--log-format",
         choices=["text", "json"],
@@ -28,7 +49,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--verbose",
         action="store_true",
-        default=bool(env("TESTAPP_VERBOSE")),
+        default=verbose,
         help="log Kopf's own decisions too (env TESTAPP_VERBOSE)",
     )
     parser.add_argument(
@@ -64,7 +85,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--standalone",
         action="store_true",
-        default=bool(env("TESTAPP_STANDALONE")),
+        default=standalone,
         help="no peering: for a single local process (env TESTAPP_STANDALONE)",
     )
     return parser.parse_args(argv)
