@@ -10,6 +10,7 @@ does the scheduling. A reconcile that finds nothing to change writes nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -20,10 +21,11 @@ from typing import Any, Protocol
 from kubernetes.client.exceptions import ApiException
 
 from testapp_operator import render
-from testapp_operator.decide import Actions, Memory, Observed, decide, with_created
+from testapp_operator.decide import Actions, Event, Memory, Observed, decide, with_created
 from testapp_operator.events import EventRecorder
 from testapp_operator.metrics import release_facts
 from testapp_operator.queue import Result
+from testapp_operator.status import with_reconcile_error
 from testapp_operator.writes import Writes
 
 logger = logging.getLogger("testapp_operator")
@@ -34,6 +36,27 @@ Lookup = Callable[[str], Body | None]
 # A conditional write found the object changed since we read it: look again once the watch has
 # delivered the change.
 CONFLICT_RETRY = 0.5
+# API answers that the same write will get again until someone changes RBAC, the spec or the code
+# (404 and 429 pass, like 5xx: a watch catching up, a busy server).
+LASTING_STATUSES = frozenset({400, 401, 403, 405, 406, 413, 415, 422})
+
+
+def lasting_failure(error: Exception) -> str | None:
+    """What to tell the release about an error a retry will not fix, or None for a transient one
+    (the work queue retries those quietly)."""
+    if isinstance(error, ApiException):
+        if error.status not in LASTING_STATUSES:
+            return None
+        try:
+            detail = json.loads(error.body or "{}").get("message") or error.reason
+        except (ValueError, AttributeError):
+            detail = error.reason
+        return f"HTTP {error.status} {error.reason}: {detail}"
+    if isinstance(error, OSError | asyncio.TimeoutError) or type(error).__module__.startswith(
+        "urllib3"
+    ):
+        return None
+    return f"internal error: {type(error).__name__}: {error}"
 
 
 class Client(Protocol):
@@ -67,6 +90,7 @@ class ReleaseState:
     status_written: float = float("-inf")  # time.monotonic() of our last status write
     phase: str | None = None
     facts: dict[str, str] | None = None  # testapp_release_info's labels
+    failure: str | None = None  # the lasting error the last reconcile reported, until one succeeds
 
 
 class Reconciler:
@@ -106,6 +130,7 @@ class Reconciler:
             await self.act(name, state, observed.release, actions)
         except ApiException as error:
             if error.status != 409:
+                await self.report(name, state, observed.release, error)
                 raise
             logger.info(
                 "%s: changed since it was read, looking again: %s",
@@ -114,7 +139,41 @@ class Reconciler:
                 extra={"release": name, "reason": "Conflict", "revision": None},
             )
             return Result(CONFLICT_RETRY)
+        except Exception as error:
+            await self.report(name, state, observed.release, error)
+            raise
+        state.failure = None
         return Result(actions.requeue_after)
+
+    async def report(self, name: str, state: ReleaseState, body: Body, error: Exception) -> None:
+        """Tell the release about an error a retry will not fix: Ready=False ReconcileError, one
+        Warning event and one traceback in the log per distinct error. The work queue still
+        retries with backoff; the next reconcile that succeeds clears it."""
+        failure = lasting_failure(error)
+        if failure is None:
+            return
+        if failure != state.failure:
+            state.failure = failure
+            logger.error(
+                "%s: reconcile failed: %s",
+                name,
+                failure,
+                exc_info=error,
+                extra={"release": name, "reason": "ReconcileError", "revision": None},
+            )
+            self.events.record(body, Event("Warning", "ReconcileError", failure))
+        metadata = body["metadata"]
+        patch = with_reconcile_error(
+            body.get("status") or {}, failure, metadata.get("generation"), datetime.now(UTC)
+        )
+        if patch is None:
+            return
+        try:
+            version = metadata["resourceVersion"]
+            state.writes.remember(await self.kube.patch_release_status(name, patch, version))
+        except Exception as status_error:
+            # The status write may be what fails (RBAC on status): the event and log still say it.
+            logger.warning("%s: could not report the error on its status: %s", name, status_error)
 
     def observe(self, name: str, writes: Writes) -> Observed:
         world = self.world

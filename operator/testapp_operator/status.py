@@ -13,6 +13,9 @@ Phase: Paused while spec.paused; Degraded when pinned to a missing revision, aft
 rollback (until the spec changes), when the only candidate failed, or when the running revision
 exceeded its progress deadline; Ready when the target revision is fully rolled out; else
 Progressing. Conditions Ready, Pinned and Degraded are always present.
+
+`with_reconcile_error(status, message, generation, now)`: the patch that turns Ready False with
+reason ReconcileError when a write failed for a reason a retry will not fix.
 """
 
 from __future__ import annotations
@@ -28,6 +31,21 @@ from testapp_operator.revisions import Decision, Plan, Revision, after
 from testapp_operator.rollout import Rollout
 
 PHASES = ("Progressing", "Ready", "Degraded", "Paused")
+# A condition's message is read in `kubectl get tar -o wide`: an API error's is cut to this.
+ERROR_MESSAGE_LIMIT = 512
+
+
+def with_reconcile_error(
+    status: Mapping[str, Any], message: str, generation: int | None, now: datetime
+) -> dict[str, Any] | None:
+    """The status patch that reports a reconcile a retry will not fix (Ready=False,
+    ReconcileError, the error's message cut to ERROR_MESSAGE_LIMIT), or None when the status
+    says so already. The next reconcile that succeeds writes the whole status again."""
+    if len(message) > ERROR_MESSAGE_LIMIT:
+        message = message[: ERROR_MESSAGE_LIMIT - 1] + "…"
+    previous = status.get("conditions") or []
+    conditions = set_condition(previous, "Ready", False, "ReconcileError", message, generation, now)
+    return None if conditions == previous else {"conditions": conditions}
 
 
 def compute_status(

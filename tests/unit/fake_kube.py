@@ -21,7 +21,8 @@ class FakeKube:
         self.objects: dict[tuple[str, str], Body] = {}
         self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name), in order
         self.events: list[tuple[str, str, str]] = []  # (type, reason, message)
-        self.failing: set[tuple[str, str]] = set()  # (verb, kind) that answer 500
+        # (verb, kind) -> what such a write raises (an ApiException, or any error of our own)
+        self.failing: dict[tuple[str, str], Exception] = {}
         self._version = 0
 
     # --- what the reconciler calls ----------------------------------------------------------
@@ -140,7 +141,7 @@ class FakeKube:
 
     def _write(self, verb: str, kind: str, name: str) -> None:
         if (verb, kind) in self.failing:
-            raise ApiException(status=500, reason=f"injected: {verb} {kind}")
+            raise self.failing[(verb, kind)]
         self.writes.append((verb, kind, name))
 
     def _check_version(self, stored: Body | None, precondition: str | None) -> None:

@@ -14,6 +14,7 @@ from testapp_operator.decide import STALE_GRACE
 from testapp_operator.events import EventRecorder
 from testapp_operator.queue import Result
 from testapp_operator.reconciler import CONFLICT_RETRY, Reconciler, World
+from testapp_operator.status import ERROR_MESSAGE_LIMIT
 
 from tests.unit.fake_kube import CREATED, FakeKube
 
@@ -27,9 +28,10 @@ class Harness:
         self.reconciler = Reconciler(self.kube, self.kube.world(), EventRecorder(self.kube.event))
 
     async def reconcile(self) -> Result:
-        result = await self.reconciler.reconcile(NAME)
-        await self.reconciler.events.flush()
-        return result
+        try:
+            return await self.reconciler.reconcile(NAME)
+        finally:
+            await self.reconciler.events.flush()
 
     async def settled(self, tag: str = "1", **spec: Any) -> None:
         """A release Ready at revision 1 (tag `tag`), writes and events cleared."""
@@ -62,7 +64,7 @@ def scenario(test: Callable[[Harness], Awaitable[None]]) -> Callable[[], None]:
 
 async def fails_once(h: Harness, verb: str, kind: str) -> None:
     """A reconcile during which every `verb` of `kind` fails; the next ones succeed."""
-    h.kube.failing.add((verb, kind))
+    h.kube.failing[(verb, kind)] = ApiException(status=500, reason=f"injected: {verb} {kind}")
     with pytest.raises(ApiException):
         await h.reconcile()
     h.kube.failing.clear()
@@ -398,3 +400,111 @@ async def test_an_operator_that_has_not_seen_the_new_revision_records_it_under_t
     assert revisions[2]["data"]["tag"] == "2"
     assert ("apply", "Deployment", NAME) not in h.kube.take_writes()
     assert reasons(h.kube) == []  # the one that created it said so
+
+
+# --- errors a retry will not fix reach the release ---------------------------------------------
+
+FORBIDDEN_BODY = (
+    '{"kind":"Status","message":"deployments.apps \\"test-app-dev\\" is forbidden: '
+    'User \\"system:serviceaccount:testapp-system:testapp-operator\\" cannot patch"}'
+)
+
+
+def forbidden() -> ApiException:
+    error = ApiException(status=403, reason="Forbidden")
+    error.body = FORBIDDEN_BODY
+    return error
+
+
+def ready_condition(h: Harness) -> dict[str, Any]:
+    return next(c for c in h.kube.status(NAME)["conditions"] if c["type"] == "Ready")
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (forbidden(), 'HTTP 403 Forbidden: deployments.apps "test-app-dev" is forbidden'),
+        (ApiException(status=422, reason="Unprocessable Entity"), "HTTP 422 Unprocessable"),
+        (KeyError("spec"), "internal error: KeyError: 'spec'"),
+    ],
+)
+def test_a_lasting_write_error_turns_ready_false_with_its_message_and_one_event(
+    error: Exception, says: str
+) -> None:
+    @scenario
+    async def run(h: Harness) -> None:
+        await h.settled()
+        h.kube.change_spec(NAME, tag="2")
+        h.kube.failing[("apply", "Deployment")] = error
+
+        for _ in range(3):
+            with pytest.raises(type(error)):
+                await h.reconcile()
+
+        ready = ready_condition(h)
+        assert (ready["status"], ready["reason"]) == ("False", "ReconcileError")
+        assert ready["message"].startswith(says)
+        assert [e for e in h.kube.events if e[1] == "ReconcileError"] == [
+            ("Warning", "ReconcileError", ready["message"])
+        ]
+        # The retries write nothing more: the status says so already.
+        assert h.kube.take_writes().count(("patch", "TestAppRelease/status", NAME)) == 1
+
+    run()
+
+
+@scenario
+async def test_the_error_clears_when_a_reconcile_succeeds(h: Harness) -> None:
+    await h.settled()
+    h.kube.change_spec(NAME, tag="2")
+    h.kube.failing[("apply", "Deployment")] = forbidden()
+    with pytest.raises(ApiException):
+        await h.reconcile()
+
+    h.kube.failing.clear()
+    await h.reconcile()
+
+    assert ready_condition(h)["reason"] == "RolloutInProgress"
+    h.kube.finish_rollout(NAME)
+    await h.reconcile()
+    assert ready_condition(h)["reason"] == "RolloutComplete"
+
+
+@scenario
+async def test_a_second_distinct_error_gets_its_own_event(h: Harness) -> None:
+    await h.settled()
+    h.kube.change_spec(NAME, tag="2")
+    for error in (forbidden(), forbidden(), KeyError("x")):
+        h.kube.failing[("apply", "Deployment")] = error
+        with pytest.raises(type(error)):
+            await h.reconcile()
+    assert reasons(h.kube).count("ReconcileError") == 2
+    assert "KeyError" in ready_condition(h)["message"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ApiException(status=500, reason="x"), ApiException(status=429), ConnectionResetError()],
+)
+def test_a_transient_error_is_retried_without_touching_the_status(error: Exception) -> None:
+    @scenario
+    async def run(h: Harness) -> None:
+        await h.settled()
+        h.kube.change_spec(NAME, tag="2")
+        h.kube.failing[("apply", "Deployment")] = error
+        with pytest.raises(type(error)):
+            await h.reconcile()
+        assert h.kube.take_writes() == []
+        assert "ReconcileError" not in reasons(h.kube)
+
+    run()
+
+
+@scenario
+async def test_a_long_error_message_is_cut(h: Harness) -> None:
+    await h.settled()
+    h.kube.change_spec(NAME, tag="2")
+    h.kube.failing[("apply", "Deployment")] = KeyError("x" * 5000)
+    with pytest.raises(KeyError):
+        await h.reconcile()
+    assert len(ready_condition(h)["message"]) == ERROR_MESSAGE_LIMIT
