@@ -5,10 +5,12 @@ Loaded beside localcluster.py and realnode.py, which build their tools with it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -16,12 +18,29 @@ class GoInstallFailed(RuntimeError):
     """One line saying why."""
 
 
+@contextlib.contextmanager
+def build_lock(target: Path) -> Iterator[None]:
+    """One build of `target` at a time on this machine: two clusters starting at once (a demo and
+    a test run) would otherwise build into, and delete, the same directory."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.with_name(f"{target.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def go_install(target: Path, packages: Sequence[str], flags: Sequence[str] = ()) -> None:
-    """Install `packages` (`module/cmd/x@version`) into the directory `target`. They are built into
-    `<target>.partial` and renamed at the end, so an interrupted build never passes for a finished
-    one; go's output goes to `<target>.build.log`."""
+    """Install `packages` (`module/cmd/x@version`) into the directory `target`, unless another
+    process just did. They are built into `<target>.partial` and renamed at the end, so an
+    interrupted build never passes for a finished one; go's output goes to `<target>.build.log`."""
     if shutil.which("go") is None:
-        raise GoInstallFailed("Go is not installed")
+        raise GoInstallFailed("Go is not installed: install Go >= 1.26 from go.dev")
+    commands = [package.split("@")[0].rsplit("/", 1)[-1] for package in packages]
+    with build_lock(target):
+        if not all((target / command).exists() for command in commands):
+            _install(target, packages, flags)
+
+
+def _install(target: Path, packages: Sequence[str], flags: Sequence[str]) -> None:
     partial = target.with_name(f"{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -32,7 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 # realnode.py, goinstall.py and appimages.py sit beside this file, which runs as a script or is
@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import realnode
-from goinstall import GoInstallFailed, go_install
+from goinstall import GoInstallFailed, build_lock, go_install
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -75,6 +75,12 @@ class Cluster:
     ports: Ports
     binary: str
     state_dir: str
+    # Process groups of components restarted from another session, which cannot join `pgid`.
+    groups: tuple[int, ...] = ()
+
+    @property
+    def all_groups(self) -> tuple[int, ...]:
+        return (self.pgid, *self.groups)
 
     @property
     def kubeconfig(self) -> str:
@@ -115,8 +121,17 @@ def ensure_binary(log: Callable[[str], None] = print) -> Path:
     if binary.exists():
         return binary
     if shutil.which("go") is None:
-        raise ClusterError("Go is not installed: the local control plane is built from Go modules")
-    target_dir.mkdir(parents=True, exist_ok=True)
+        raise ClusterError(
+            "Go is not installed: the local control plane is built from Go modules "
+            "(install Go >= 1.26 from go.dev)"
+        )
+    with build_lock(target_dir):
+        if not binary.exists():
+            build_binary(target_dir, binary, log)
+    return binary
+
+
+def build_binary(target_dir: Path, binary: Path, log: Callable[[str], None]) -> None:
     log(
         f"Building the control plane (Kubernetes {KUBERNETES_VERSION}, etcd, kwok) into "
         f"{target_dir}. The first build takes 10-20 minutes on 2 cores; later runs reuse it."
@@ -140,7 +155,6 @@ def ensure_binary(log: Callable[[str], None] = print) -> Path:
             raise ClusterError(f"go build failed; see {build_log}")
     partial.rename(binary)
     log(f"Built {binary} in {time.monotonic() - started:.0f} s")
-    return binary
 
 
 # --- loopback registry --------------------------------------------------------------------------
@@ -207,6 +221,7 @@ def ensure_registry(state: Path = STATE_DIR, log: Callable[[str], None] = print)
     if address and registry_answers(address):
         return address
     process = start_registry(state, cluster.pgid, die_with_parent=False, log=log)
+    adopt(cluster, process)
     address = registry_address(state)
     assert address is not None
     deadline = time.monotonic() + 30
@@ -484,10 +499,12 @@ def component_args(component: str, state: Path, ports: Ports) -> list[str]:
 
 def preexec_join(pgid: int | None, die_with_parent: bool) -> Callable[[], None]:
     def join() -> None:
-        if pgid is None:
+        try:
+            os.setpgid(0, pgid or 0)
+        except PermissionError:
+            # The group belongs to another session (a restart from a later `make`): a group of
+            # its own, which the caller records (adopt).
             os.setpgid(0, 0)
-        else:
-            os.setpgid(0, pgid)
         if die_with_parent:
             # PR_SET_PDEATHSIG: an interrupted or killed test run takes the cluster with it
             # (SIGKILL: nobody is left to wait for a graceful shutdown).
@@ -601,7 +618,27 @@ def read_state(state: Path = STATE_DIR) -> Cluster | None:
         ports=Ports(**raw["ports"]),
         binary=raw["binary"],
         state_dir=raw["state_dir"],
+        groups=tuple(raw.get("groups", ())),
     )
+
+
+def write_state(cluster: Cluster) -> None:
+    (Path(cluster.state_dir) / "state.json").write_text(json.dumps(asdict(cluster), indent=2))
+
+
+def adopt(cluster: Cluster, process: subprocess.Popen[bytes]) -> Cluster:
+    """Record the process group of a component started into `cluster` (it is a new one when the
+    starter's session differs from the cluster's), so that `down` stops it too."""
+    group = os.getpgid(process.pid)
+    if group in cluster.all_groups:
+        return cluster
+    cluster = replace(cluster, groups=(*cluster.groups, group))
+    write_state(cluster)
+    return cluster
+
+
+def any_group_alive(cluster: Cluster) -> bool:
+    return any(group_alive(group) for group in cluster.all_groups)
 
 
 def group_alive(pgid: int) -> bool:
@@ -616,10 +653,106 @@ def group_alive(pgid: int) -> bool:
 
 def is_healthy(cluster: Cluster) -> bool:
     state = Path(cluster.state_dir)
-    if not group_alive(cluster.pgid):
+    if not any_group_alive(cluster):
         return False
     status, _ = http(f"{cluster.server}/readyz", admin_context(state))
     return status == 200
+
+
+def component_pids(cluster: Cluster) -> dict[str, int]:
+    """The running processes of the cluster's groups, by the name they run under (argv[0]:
+    the multi-call binary's components; the registry is crane's path)."""
+    groups = set(cluster.all_groups)
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
+        except (OSError, IndexError):
+            continue
+        if stat[0] != "Z" and int(stat[2]) in groups:
+            found[argv0] = int(entry.name)
+    return found
+
+
+def listens_on(component: str, ports: Ports) -> tuple[int, ...]:
+    return {
+        "etcd": (ports.etcd_client, ports.etcd_peer),
+        "kube-apiserver": (ports.apiserver,),
+        "kube-controller-manager": (ports.controller_manager,),
+        "kube-scheduler": (ports.scheduler,),
+        "kwok": (ports.kwok,),
+    }[component]
+
+
+def can_listen(port: int) -> bool:
+    """Whether a server could listen on the loopback port now (with SO_REUSEADDR, as Go's
+    listeners do: only another listener, not a closing connection, stands in the way)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def restart(
+    cluster: Cluster, component: str, die_with_parent: bool = False, timeout: float = 30
+) -> tuple[Cluster, subprocess.Popen[bytes]]:
+    """Start one dead component again with its arguments, in the cluster's process group where
+    it can join it, once its ports are free (a dead server's threads may hold them briefly)."""
+    deadline = time.monotonic() + timeout
+    for port in listens_on(component, cluster.ports):
+        while not can_listen(port):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{component}: port {port} is still taken by another process")
+            time.sleep(0.2)
+    state = Path(cluster.state_dir)
+    process = start(
+        Path(cluster.binary), component, state, cluster.ports, cluster.pgid, die_with_parent
+    )
+    return adopt(cluster, process), process
+
+
+def repair(cluster: Cluster, log: Callable[[str], None], timeout: float = 120) -> Cluster:
+    """Start every dead component of a running cluster again, in dependency order, and wait for
+    each to serve; says which were dead. The registry is started if it does not answer."""
+    state = Path(cluster.state_dir)
+    alive = component_pids(cluster)
+    deadline = time.monotonic() + timeout
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    server = cluster.server
+    for component in COMPONENTS:
+        if component in alive:
+            continue
+        log(f"{component} was not running: starting it again")
+        cluster, processes[component] = restart(cluster, component)
+        if component == "etcd":
+            etcd_health = f"http://127.0.0.1:{cluster.ports.etcd_client}/health"
+            check = lambda url=etcd_health: http(url)[0] == 200  # noqa: E731
+        elif component == "kube-apiserver":
+            check = lambda: http(f"{server}/readyz", admin_context(state))[0] == 200  # noqa: E731
+        else:
+            continue
+        wait_for(f"{component} to serve again", check, deadline, processes, component, state)
+    wait_for(
+        "kube-apiserver /readyz",
+        lambda: http(f"{server}/readyz", admin_context(state))[0] == 200,
+        deadline,
+        processes,
+        "kube-apiserver",
+        state,
+    )
+    address = registry_address(state)
+    if not (address and registry_answers(address)):
+        log("The loopback registry was not answering: starting it again")
+        ensure_registry(state, log)
+    elif not processes:
+        log(f"Local control plane running at {server}: every component answers")
+    return read_state(state) or cluster
 
 
 def up(
@@ -629,15 +762,17 @@ def up(
     timeout: float = 120,
     real_node: bool = False,
 ) -> Cluster:
-    """Start the cluster, or return the running one. Idempotent. With `real_node`, also the real
-    node (or, where it cannot run, a line saying why: the cluster then has kwok only)."""
+    """Start the cluster, or repair the running one: every component found dead is started again
+    (saying which), nothing is trusted. Idempotent. With `real_node`, also the real node (or,
+    where it cannot run, a line saying why: the cluster then has kwok only)."""
     running = read_state(state)
-    if running and is_healthy(running):
-        ensure_registry(state, log)  # a cluster started before the registry came with it
-        if real_node and not node_running(state):
-            start_real_node(running, die_with_parent, log)
+    if running and any_group_alive(running):
+        running = repair(running, log, timeout)
+        if real_node:
+            repair_real_node(running, die_with_parent, log)
         return running
     if running:
+        log("The local control plane is not running any more: starting it afresh")
         down(state)
     binary = ensure_binary(log)
     ensure_crane(log)
@@ -657,7 +792,7 @@ def up(
     processes["etcd"] = start(binary, "etcd", state, ports, None, die_with_parent)
     pgid = processes["etcd"].pid
     cluster = Cluster(pgid=pgid, ports=ports, binary=str(binary), state_dir=str(state))
-    (state / "state.json").write_text(json.dumps(asdict(cluster), indent=2))
+    write_state(cluster)
     try:
         etcd_health = f"http://127.0.0.1:{ports.etcd_client}/health"
         wait_for(
@@ -718,18 +853,15 @@ def up(
 NODE_READY_TIMEOUT = 120
 
 
-def start_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str], None]) -> bool:
-    """Start the real node and wait for it to be Ready; on failure put the host back, record the
-    reason (real_node_unavailable) and carry on with kwok only. Returns whether it runs."""
+def node_launcher(cluster: Cluster, die_with_parent: bool) -> realnode.Launch:
+    """How realnode starts its processes: logging beside the control plane's, in its group."""
     state = Path(cluster.state_dir)
-    paths = realnode.NodePaths(state)
-    pgid = cluster.pgid
 
     def launch(
         component: str, argv: list[str], env: dict[str, str] | None
     ) -> subprocess.Popen[bytes]:
         output = (state / "logs" / f"{component}.log").open("ab")
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [component, *argv[1:]],
             executable=argv[0],
             env={**os.environ, **(env or {})},
@@ -737,22 +869,39 @@ def start_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str]
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=state,
-            preexec_fn=preexec_join(pgid, die_with_parent),
+            preexec_fn=preexec_join(cluster.pgid, die_with_parent),
         )
+        adopt(read_state(state) or cluster, process)
+        return process
 
+    return launch
+
+
+def wait_node_ready(
+    cluster: Cluster, processes: dict[str, subprocess.Popen[bytes]], started: float
+) -> None:
+    state = Path(cluster.state_dir)
+    wait_for(
+        f"the real node {realnode.node_name()} Ready",
+        lambda: node_ready(cluster.server, admin_context(state), realnode.node_name()),
+        started + NODE_READY_TIMEOUT,
+        processes,
+        "kubelet" if "kubelet" in processes else next(iter(processes), "kubelet"),
+        state,
+    )
+
+
+def start_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str], None]) -> bool:
+    """Start the real node and wait for it to be Ready; on failure put the host back, record the
+    reason (real_node_unavailable) and carry on with kwok only. Returns whether it runs."""
+    state = Path(cluster.state_dir)
+    paths = realnode.NodePaths(state)
     started = time.monotonic()
-    name = realnode.node_name()
+    launch = node_launcher(cluster, die_with_parent)
     try:
         ports = realnode.NodePorts(*free_ports(5))
         processes = realnode.start(paths, Path(cluster.binary), CACHE_DIR, ports, launch, log)
-        wait_for(
-            f"the real node {name} Ready",
-            lambda: node_ready(cluster.server, admin_context(state), name),
-            started + NODE_READY_TIMEOUT,
-            processes,
-            "kubelet",
-            state,
-        )
+        wait_node_ready(cluster, processes, started)
     except (realnode.NodeUnavailable, ClusterError) as error:
         reason = str(error).splitlines()[0]
         realnode.stop(paths)
@@ -760,7 +909,28 @@ def start_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str]
         log(f"Real node not started, Pods run on kwok only: {reason}")
         return False
     paths.unavailable.unlink(missing_ok=True)
-    log(f"Real node {name} Ready in {time.monotonic() - started:.1f} s")
+    log(f"Real node {realnode.node_name()} Ready in {time.monotonic() - started:.1f} s")
+    return True
+
+
+def repair_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str], None]) -> bool:
+    """The real node of a running cluster: its dead kubelet or kube-proxy started again (saying
+    which), or the whole node started afresh when containerd died or it never ran here."""
+    paths = realnode.NodePaths(Path(cluster.state_dir))
+    started = time.monotonic()
+    launch = node_launcher(cluster, die_with_parent)
+    restarted = realnode.restart_agents(paths, Path(cluster.binary), CACHE_DIR, launch)
+    if restarted is None:
+        if node_running(Path(cluster.state_dir)):
+            log("containerd of the real node was not running: starting the node afresh")
+        return start_real_node(cluster, die_with_parent, log)
+    if restarted:
+        log(f"{' and '.join(restarted)} of the real node were not running: starting them again")
+        try:
+            wait_node_ready(cluster, restarted, started)
+        except ClusterError as error:
+            log(f"The real node did not come back ({error}): starting it afresh")
+            return start_real_node(cluster, die_with_parent, log)
     return True
 
 
@@ -814,6 +984,8 @@ def start_operator(state: Path = STATE_DIR) -> tuple[int, int]:
         metrics_port = port[0] if port else OPERATOR_METRICS_PORT
         if b"testapp_operator" in Path(f"/proc/{pid}/cmdline").read_bytes():
             return pid, metrics_port
+    if pid_file.exists():
+        print("The operator was not running: starting it again", file=sys.stderr)
     # The documented port, unless the operator of another cluster on this machine has it.
     with socket.socket() as probe:
         taken = probe.connect_ex(("127.0.0.1", OPERATOR_METRICS_PORT)) == 0
@@ -833,6 +1005,7 @@ def start_operator(state: Path = STATE_DIR) -> tuple[int, int]:
         stdin=subprocess.DEVNULL,
         preexec_fn=preexec_join(cluster.pgid, die_with_parent=False),
     )
+    adopt(cluster, process)
     pid_file.write_text(f"{process.pid} {metrics_port}")
     return process.pid, metrics_port
 
@@ -856,13 +1029,16 @@ def down(state: Path = STATE_DIR, grace: float = 10) -> None:
     cluster = read_state(state)
     if cluster is None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(cluster.pgid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while group_alive(cluster.pgid) and time.monotonic() < deadline:
-            reap_children()
-            time.sleep(0.1)
-        os.killpg(cluster.pgid, signal.SIGKILL)
+    for group in cluster.all_groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any_group_alive(cluster) and time.monotonic() < deadline:
+        reap_children()
+        time.sleep(0.1)
+    for group in cluster.all_groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
     reap_children()
     (state / "state.json").unlink(missing_ok=True)
     (state / "operator.pid").unlink(missing_ok=True)
@@ -894,24 +1070,14 @@ def running(
         down(state)
 
 
-def rss_mb(pgid: int) -> dict[str, float]:
-    """Resident memory of each component of the group, in MiB (from /proc)."""
+def rss_mb(cluster: Cluster) -> dict[str, float]:
+    """Resident memory of each component, in MiB (from /proc)."""
     sizes: dict[str, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
-            continue
-        component = cmdline[0].decode()
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                sizes[component] = int(line.split()[1]) / 1024
+    for component, pid in component_pids(cluster).items():
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes[component] = int(line.split()[1]) / 1024
     return sizes
 
 
@@ -967,7 +1133,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Registry at {registry_address() or '(none: make cluster-up starts one)'}")
             reason = real_node_unavailable()
             print(f"Real node: {reason or realnode.node_name() + ' (label testapp.dev/node=real)'}")
-            for component, size in sorted(rss_mb(cluster.pgid).items()):
+            for component, size in sorted(rss_mb(cluster).items()):
                 print(f"  {component:<24} RSS {size:7.1f} MiB")
     except ClusterError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -556,8 +556,7 @@ def start(
     hold_lock(paths, os.getpid())
     write_files(paths, ports, containerd_dir, runc)
     processes = {}
-    # runc, nft (kube-proxy), mount and the CNI plugins live in the sbin directories.
-    env = {"PATH": f"{containerd_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    env = node_env(containerd_dir)
     processes["containerd"] = launch(
         "containerd",
         [str(containerd_dir / "containerd"), f"--config={paths.root / 'containerd.toml'}"],
@@ -575,21 +574,53 @@ def start(
         raise NodeUnavailable(
             f"ctr images import of the pause image failed: {imported.stderr.strip()}"
         )
-    processes["kubelet"] = launch(
-        "kubelet",
-        [
+    for component in ("kubelet", "kube-proxy"):
+        processes[component] = launch(component, agent_argv(component, paths, binary), env)
+    hold_lock(paths, processes["kubelet"].pid)
+    return processes
+
+
+def node_env(containerd_dir: Path) -> dict[str, str]:
+    # runc, nft (kube-proxy), mount and the CNI plugins live in the sbin directories.
+    return {
+        "PATH": f"{containerd_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    }
+
+
+def agent_argv(component: str, paths: NodePaths, binary: Path) -> list[str]:
+    """The kubelet's or kube-proxy's command line (the multi-call binary runs both)."""
+    if component == "kubelet":
+        return [
             str(binary),
             f"--config={paths.root / 'kubelet.json'}",
             f"--kubeconfig={paths.state / 'node.kubeconfig'}",
             f"--root-dir={paths.kubelet_root}",
             f"--node-labels={LABEL}=real",
-        ],
-        env,
-    )
-    processes["kube-proxy"] = launch(
-        "kube-proxy", [str(binary), f"--config={paths.root / 'kube-proxy.json'}"], env
-    )
-    hold_lock(paths, processes["kubelet"].pid)
+        ]
+    return [str(binary), f"--config={paths.root / 'kube-proxy.json'}"]
+
+
+def running_components(paths: NodePaths) -> set[str]:
+    return {Path(program).name for program in node_processes(paths)}
+
+
+def restart_agents(
+    paths: NodePaths, binary: Path, cache: Path, launch: Launch
+) -> dict[str, subprocess.Popen[bytes]] | None:
+    """Start the kubelet and kube-proxy again where they died and containerd still runs (its
+    containers, and so the Pods, live on); None when the node must start afresh (containerd
+    died, or it was never started from this cluster)."""
+    running = running_components(paths)
+    if not paths.baseline.exists() or "containerd" not in running:
+        return None
+    env = node_env(ensure_containerd(cache, lambda _: None))
+    processes = {
+        component: launch(component, agent_argv(component, paths, binary), env)
+        for component in ("kubelet", "kube-proxy")
+        if component not in running
+    }
+    if "kubelet" in processes:
+        hold_lock(paths, processes["kubelet"].pid)
     return processes
 
 

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,72 +93,26 @@ def assert_history_consistent(
 # --- kube-apiserver restart ---------------------------------------------------------------------
 
 
-def component_pid(cluster: localcluster.Cluster, component: str) -> int:
-    """The pid of `component` in the cluster's process group (argv[0] names it)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv0 = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if argv0 == component and int(stat.rsplit(")", 1)[1].split()[2]) == cluster.pgid:
-            return int(entry.name)
-    raise LookupError(f"{component} is not running in process group {cluster.pgid}")
-
-
 def restart_component(state: Path, component: str, timeout: float = 60) -> None:
     """SIGKILL one component and start it again with the same arguments, in the same process
     group (so `localcluster.py down` still stops it), then wait until it serves again."""
     cluster = localcluster.read_state(state)
     assert cluster is not None, f"no cluster state in {state}"
-    pid = component_pid(cluster, component)
+    pid = localcluster.component_pids(cluster)[component]
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 10, what=f"{pid} gone")
     # Reap it if it is our child (the test session started the cluster); harmless otherwise.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    # A zombie leader's other threads may still hold its listening socket for a moment; started
-    # before they let go, the API server found its port in use and exited.
-    ports = cluster.ports
-    listens_on = {
-        "etcd": (ports.etcd_client, ports.etcd_peer),
-        "kube-apiserver": (ports.apiserver,),
-        "kube-controller-manager": (ports.controller_manager,),
-        "kube-scheduler": (ports.scheduler,),
-        "kwok": (ports.kwok,),
-    }[component]
-    for port in listens_on:
-        wait_until(lambda port=port: _can_listen(port), 30, what=f"port {port} free to listen on")
     # Die with us only if the cluster itself does (this process started it).
     leader_parent = int(Path(f"/proc/{cluster.pgid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    localcluster.start(
-        Path(cluster.binary),
-        component,
-        state,
-        cluster.ports,
-        cluster.pgid,
-        die_with_parent=leader_parent == os.getpid(),
-    )
+    localcluster.restart(cluster, component, die_with_parent=leader_parent == os.getpid())
     admin = localcluster.admin_context(state)
     deadline = time.monotonic() + timeout
     while localcluster.http(f"{cluster.server}/readyz", admin)[0] != 200:
         if time.monotonic() > deadline:
             raise AssertionError(f"{component} did not become ready again in {timeout} s")
         time.sleep(0.2)
-
-
-def _can_listen(port: int) -> bool:
-    """Whether a server could listen on the loopback port now (with SO_REUSEADDR, as Go's
-    listeners do: only another listener, not a closing connection, stands in the way)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _zombie(pid: int) -> bool:

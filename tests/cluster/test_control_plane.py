@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from testapp_dev import LiveCluster, wait_until
+from testapp_dev import LiveCluster, localcluster, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -205,3 +205,64 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_cluster_up_restarts_exactly_what_died_and_keeps_what_the_cluster_holds(
+    tmp_path: Path,
+) -> None:
+    """`make cluster-up` on a running cluster trusts nothing: the dead components (etcd among
+    them: its data stays) and the registry are started again, from another session too, and
+    `down` still stops every one of them."""
+    env = {**os.environ, "TESTAPP_CLUSTER_DIR": str(tmp_path), "TESTAPP_REAL_NODE": "0"}
+    launcher = [sys.executable, str(REPO / "hack" / "cluster" / "localcluster.py")]
+
+    def cluster_up() -> str:
+        # setsid: a later `make` runs in a session of its own, as from another terminal.
+        result = subprocess.run(
+            ["setsid", "--wait", *launcher, "up"], env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout + result.stderr
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["kubectl", f"--kubeconfig={tmp_path / 'kubeconfig'}", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    try:
+        cluster_up()
+        assert kubectl("create", "namespace", "kept").returncode == 0
+        cluster = localcluster.read_state(tmp_path)
+        assert cluster is not None
+        pids = localcluster.component_pids(cluster)
+        registry = json.loads((tmp_path / "registry.json").read_text())["pid"]
+        for pid in (pids["etcd"], pids["kube-scheduler"], registry):
+            os.kill(pid, signal.SIGKILL)
+
+        said = cluster_up()
+
+        assert "etcd was not running: starting it again" in said
+        assert "kube-scheduler was not running: starting it again" in said
+        assert "registry was not answering: starting it again" in said
+        for alive in ("kube-apiserver", "kube-controller-manager", "kwok"):
+            assert f"{alive} was not running" not in said
+        repaired = localcluster.read_state(tmp_path)
+        assert repaired is not None
+        now = localcluster.component_pids(repaired)
+        assert now["kube-apiserver"] == pids["kube-apiserver"]
+        assert set(localcluster.COMPONENTS) <= set(now)
+        assert kubectl("get", "namespace", "kept").returncode == 0
+        address = localcluster.registry_address(tmp_path)
+        assert address is not None and localcluster.registry_answers(address)
+        assert "every component answers" in cluster_up()
+    finally:
+        subprocess.run([*launcher, "down"], env=env, capture_output=True, timeout=120)
+    assert len(repaired.all_groups) > 1, "the restarts from another session have own groups"
+    wait_until(
+        lambda: not any(_group_alive(group) for group in repaired.all_groups),
+        timeout=30,
+        what="every component, restarted ones too, to exit",
+    )

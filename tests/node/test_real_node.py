@@ -3,10 +3,12 @@ routing (kube-proxy), and the operator's rollout decisions on top of them."""
 
 from __future__ import annotations
 
+import signal
 import time
+from pathlib import Path
 
 import pytest
-from testapp_dev import LiveCluster, wait_until
+from testapp_dev import LiveCluster, localcluster, wait_until
 from testapp_dev.node import (
     NodeReleases,
     appimages,
@@ -129,4 +131,30 @@ def test_a_deleted_deployment_is_repaired_and_the_app_answers_again(
     cluster.kubectl("delete", "deployment", name, "-n", name, "--wait=true")
 
     releases.wait_ready(name, revision=1)
+    wait_version(url, "1.0.0")
+
+
+def test_cluster_up_starts_a_dead_kubelet_again_and_the_pods_keep_serving(
+    releases: NodeReleases, cluster: LiveCluster, real_node: str
+) -> None:
+    """`make cluster-up` on a running cluster repairs the real node too: only the kubelet, which
+    died, is started again (containerd and the Pods live on), and the Node is Ready again."""
+    name = releases.create("1.0.0")
+    releases.wait_ready(name, revision=1)
+    url = releases.url(name)
+    paths = localcluster.realnode.NodePaths(Path(cluster.state_dir))
+    (kubelet,) = localcluster.realnode.signal_matching(paths, ("kubelet",), signal.SIGKILL)
+    wait_until(lambda: not localcluster.node_running(Path(cluster.state_dir)), timeout=10)
+    containerd = set(localcluster.realnode.signal_matching(paths, ("containerd",), 0))
+    said: list[str] = []
+
+    running = localcluster.up(Path(cluster.state_dir), log=said.append, real_node=True)
+
+    assert "kubelet of the real node were not running: starting them again" in said
+    assert not any("afresh" in line for line in said), said
+    assert localcluster.node_ready(
+        running.server, localcluster.admin_context(Path(cluster.state_dir)), real_node
+    )
+    assert set(localcluster.realnode.signal_matching(paths, ("containerd",), 0)) == containerd
+    assert kubelet not in localcluster.realnode.signal_matching(paths, ("kubelet",), 0)
     wait_version(url, "1.0.0")
