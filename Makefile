@@ -61,6 +61,10 @@ test: tools-test venv lint ## Run every test (unit, cluster, pipeline); starts t
 	@echo "== The operator suite again, the operator authenticated as its ServiceAccount (k8s/operator RBAC)"
 	$(BIN)/pytest tests/cluster/test_operator.py --operator-identity=serviceaccount
 
+.PHONY: test-fresh
+test-fresh: ## make demo on a copy of this machine with only its image's packages and no caches (root; .fresh/)
+	@hack/fresh-machine.sh
+
 .PHONY: test-chaos
 test-chaos: venv ## Only the reliability and security suites (crash storm, API server restart, races, bad input, RBAC, PSA)
 	$(BIN)/pytest tests/chaos tests/security
