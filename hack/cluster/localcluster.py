@@ -132,6 +132,7 @@ def ensure_binary(log: Callable[[str], None] = print) -> Path:
 
 
 def build_binary(target_dir: Path, binary: Path, log: Callable[[str], None]) -> None:
+    target_dir.mkdir(parents=True, exist_ok=True)
     log(
         f"Building the control plane (Kubernetes {KUBERNETES_VERSION}, etcd, kwok) into "
         f"{target_dir}. The first build takes 10-20 minutes on 2 cores; later runs reuse it."
@@ -1138,7 +1139,18 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except FileNotFoundError as error:
+        print(f"error: {missing_program(error)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def missing_program(error: FileNotFoundError) -> str:
+    """One line for a program or file that is not there, with what brings it."""
+    return (
+        f"{error.filename or error}: not found. `make cluster-up` installs the host programs "
+        "(hack/host-tools.toml lists them); `make host-tools` installs them all"
+    )
 
 
 if __name__ == "__main__":
