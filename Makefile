@@ -77,8 +77,9 @@ test-unit: venv ## Only the tests that need no cluster and build no image
 bench: bench-app bench-rollout bench-operator bench-images ## Run every benchmark (loopback only, bounded durations)
 
 .PHONY: bench-operator
-bench-operator: venv ## The operator on the local control plane: change latency, 300 releases, writes, idle, RSS -> bench/results.json
+bench-operator: venv ## The operator on the local control plane: change latency, 300 releases, writes, idle, RSS -> bench/results.json and the README's table
 	$(BIN)/python bench/operator_bench.py --out bench/results.json --app bench/app.json
+	$(BIN)/python bench/readme_table.py
 
 .PHONY: bench-images
 bench-images: venv ## Both images with podman: cold build, rebuild after a code change, sizes, app start to /readyz -> bench/images.json
