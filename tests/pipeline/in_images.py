@@ -125,6 +125,7 @@ class Pipeline:
             "DOCKER_CLI_IMAGE": self.standins.docker_cli,
             "DIND_IMAGE": self.standins.dind,
             "STANDIN_PYTHON_IMAGE": self.standins.python,
+            "REGISTRY_LOGIN": "skip",  # the loopback registry has no authentication
         }
         trigger = trigger.with_variables(**{**variables, **trigger.variables})
         result = run(
