@@ -1,5 +1,6 @@
 #!/bin/sh
-# Sign the promoted release images with cosign: `hack/ci/sign.sh promote.env` (promote-prd).
+# Sign the promoted release images with cosign (sign-prd): APP_DIGEST and OPERATOR_DIGEST, from
+# promote-prd's dotenv report, in REGISTRY (the release repository; registry-login.sh first).
 # cosign runs in its own image (COSIGN_IMAGE, pinned by digest) on the job's Docker engine; the
 # docker:cli job cannot mount its files into it (they live in another container), so the
 # registry login and any credential are copied in with `docker cp`.
@@ -7,9 +8,9 @@
 #     names this project's .gitlab-ci.yml at refs/tags/vX.Y.Z. Public Sigstore trusts gitlab.com.
 #   COSIGN_KEY=gcpkms://...: a Cloud KMS key, reached as the release builder through Workload
 #     Identity Federation (an external_account credential over GITLAB_OIDC_TOKEN; no key file).
-# A failed signature fails the job: deploy-prd needs promote-prd.
+# A failed signature fails the job, and deploy-prd and install-operator need this job.
 set -eu
-: "${REGISTRY:?}" "${COSIGN_IMAGE:?}" "${1:?usage: hack/ci/sign.sh promote.env}"
+: "${REGISTRY:?}" "${COSIGN_IMAGE:?}" "${APP_DIGEST:?}" "${OPERATOR_DIGEST:?}"
 fail() { echo "error: sign: $*" >&2; exit 1; }
 config=$(mktemp -d)
 trap 'rm -rf "$config"' EXIT
@@ -25,22 +26,18 @@ if [ -n "${COSIGN_KEY:-}" ]; then
  "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/$BUILDER_SERVICE_ACCOUNT:generateAccessToken",
  "credential_source": {"file": "/cosign/oidc-token"}}
 JSON
-  how="--key $COSIGN_KEY"
+  how="--key $COSIGN_KEY" google="GOOGLE_APPLICATION_CREDENTIALS=/cosign/google.json"
 else
   [ -n "${SIGSTORE_ID_TOKEN:-}" ] || fail "SIGSTORE_ID_TOKEN is not set: the job needs id_tokens: SIGSTORE_ID_TOKEN (aud: sigstore), or set COSIGN_KEY"
-  how=""
+  how="" google="COSIGN_KEYLESS=1"
 fi
-while IFS='=' read -r variable digest; do
-  case "$variable" in
-    APP_DIGEST) image=test-app ;;
-    OPERATOR_DIGEST) image=testapp-operator ;;
-    *) fail "unexpected line in $1: $variable" ;;
-  esac
+for pair in "test-app@$APP_DIGEST" "testapp-operator@$OPERATOR_DIGEST"; do
+  image=${pair%%@*} digest=${pair#*@}
   # shellcheck disable=SC2086 # $how is a list of flags
-  container=$(docker create -e DOCKER_CONFIG=/cosign -e GOOGLE_APPLICATION_CREDENTIALS=/cosign/google.json \
-    -e SIGSTORE_ID_TOKEN "$COSIGN_IMAGE" sign --yes $how "$REGISTRY/$image@$digest")
+  container=$(docker create -e DOCKER_CONFIG=/cosign -e "$google" -e SIGSTORE_ID_TOKEN \
+    "$COSIGN_IMAGE" sign --yes $how "$REGISTRY/$image@$digest")
   docker cp "$config/." "$container:/cosign"
   docker start --attach "$container" || { docker rm "$container" >/dev/null; fail "cosign could not sign $REGISTRY/$image@$digest"; }
   docker rm "$container" >/dev/null
   echo "signed $REGISTRY/$image@$digest"
-done < "$1"
+done

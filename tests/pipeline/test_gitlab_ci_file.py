@@ -74,9 +74,11 @@ def test_the_graph_builds_both_images_in_parallel_and_deploys_what_they_built(
     assert needs("build-app") == needs("build-operator") == needs("pip-audit") == set()
     for env in ("dev", "stg", "ppd"):
         assert needs(f"deploy-{env}") == {"build-app", "build-operator"}
-    assert needs("deploy-prd") == {"promote-prd"}
-    assert needs("promote-prd") == set()  # a release tag builds nothing
-    assert needs("install-operator") == {"promote-prd"}  # the operator is released like prd
+    # A release tag builds nothing, and prd runs nothing unsigned.
+    assert needs("promote-prd") == set()
+    assert needs("sign-prd") == {"promote-prd"}
+    assert needs("deploy-prd") == {"promote-prd", "sign-prd"}
+    assert needs("install-operator") == {"promote-prd", "sign-prd"}  # released like prd
     for env in ENVS:
         assert needs(f"rollback-{env}") == {f"deploy-{env}"}
 
@@ -150,7 +152,7 @@ def test_deploy_and_rollback_run_in_the_operator_image_and_never_overlap(
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_rollback_is_manual_and_waits_for_its_pipelines_deploy(jobs: dict[str, Any], env: str) -> None:
+def test_rollback_is_manual_and_waits_for_its_deploy(jobs: dict[str, Any], env: str) -> None:
     job = jobs[f"rollback-{env}"]
     assert all(rule["when"] == "manual" for rule in job["rules"])
     # Never before its pipeline's deploy, so that deploy can never undo it (a resource group
@@ -187,12 +189,13 @@ def test_google_cloud_is_reached_with_gitlab_oidc_tokens_not_keys(jobs: dict[str
         "build-app",
         "build-operator",
         "promote-prd",
+        "sign-prd",
         "install-operator",
         *(f"{kind}-{env}" for kind in ("deploy", "rollback") for env in ENVS),
     ]:
         token = jobs[name]["id_tokens"]["GITLAB_OIDC_TOKEN"]
         assert token["aud"] == "https://iam.googleapis.com/$GCP_WIF_PROVIDER", name
-    assert jobs["promote-prd"]["id_tokens"]["SIGSTORE_ID_TOKEN"] == {"aud": "sigstore"}
+    assert jobs["sign-prd"]["id_tokens"]["SIGSTORE_ID_TOKEN"] == {"aud": "sigstore"}
     text = CI_FILE.read_text()
     for key_material in ("GOOGLE_APPLICATION_CREDENTIALS", "private_key", "_KEY_JSON", "base64 -d"):
         assert key_material not in text

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,9 +23,11 @@ from testapp_dev.podman import toolchain_podman
 
 from tests.pipeline.gitlab import REPO, JobRun, Trigger
 from tests.pipeline.in_images import (
+    FakeApi,
     Pipeline,
     Standins,
     build_standins,
+    fake_api,
     podman_env,
     podman_service,
 )
@@ -40,47 +39,10 @@ GUARD_REGISTRY = "localhost/testapp-guard"
 SHA = "a" * 40
 
 
-@dataclass
-class FakeApi:
-    """Google STS and IAM Credentials and GitLab's deployments API, on loopback. `answers` maps a
-    path prefix to (status, body); `requests` records (path, headers) of what was asked."""
-
-    answers: dict[str, tuple[int, str]] = field(default_factory=dict)
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    url: str = ""
-
-
 @pytest.fixture(scope="module")
 def api() -> Iterator[FakeApi]:
-    fake = FakeApi()
-
-    class Handler(BaseHTTPRequestHandler):
-        def answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
-            fake.requests.append((self.path, dict(self.headers)))
-            status, body = next(
-                (answer for prefix, answer in fake.answers.items() if self.path.startswith(prefix)),
-                (404, "{}"),
-            )
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body.encode())
-
-        do_GET = do_POST = answer
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with fake_api() as fake:
         yield fake
-    finally:
-        server.shutdown()
 
 
 @pytest.fixture(autouse=True)
@@ -383,3 +345,39 @@ def test_promote_goes_on_to_the_registry_for_a_commit_of_master_that_ppd_ran(
     # Nothing listens at this registry: the next guard, the images' existence, speaks.
     (line,) = error_lines(result)
     assert "does not exist" in line, result.stderr
+
+
+# --- sign: nothing reaches prd unsigned -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("logged_in", "error"),
+    [
+        (False, "error: sign: no docker login to hand to cosign"),
+        (True, "error: sign: SIGSTORE_ID_TOKEN is not set"),
+    ],
+    ids=["no registry login", "no id_token for Sigstore"],
+)
+def test_signing_without_credentials_fails_the_job_with_one_line(
+    images: tuple[Pipeline, Standins], tmp_path: Path, logged_in: bool, error: str
+) -> None:
+    _, standins = images
+    if logged_in:
+        (tmp_path / "docker").mkdir()
+        (tmp_path / "docker" / "config.json").write_text('{"auths": {}}')
+
+    result = in_docker_cli_image(
+        standins,
+        images[0].env,
+        "sign.sh",
+        tmp_path,
+        REGISTRY=f"{NOWHERE}/test-app",
+        COSIGN_IMAGE="cosign@sha256:" + "0" * 64,
+        APP_DIGEST="sha256:" + "1" * 64,
+        OPERATOR_DIGEST="sha256:" + "2" * 64,
+        DOCKER_CONFIG="/job/docker",
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = error_lines(result)
+    assert line.startswith(error)

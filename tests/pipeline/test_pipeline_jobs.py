@@ -18,6 +18,7 @@ RELEASE = "region-docker.pkg.dev/project/test-app"
 BRANCHES = "region-docker.pkg.dev/project/test-app-branches"
 PRD = {
     "promote-prd": "on_success",
+    "sign-prd": "on_success",
     "deploy-prd": "on_success",
     "rollback-prd": "manual",
     "install-operator": "on_success",
@@ -49,12 +50,12 @@ SCENARIOS = [
     # push
     Scenario(Trigger.push("development"), deploys_to("dev"), "true", RELEASE),
     Scenario(Trigger.push("development", protected=False), deploys_to("dev"), "true", BRANCHES),
-    Scenario(Trigger.push("development", open_merge_requests=True), deploys_to("dev"), "true", RELEASE),
+    Scenario(Trigger.push("development", True), deploys_to("dev"), "true", RELEASE),
     Scenario(Trigger.push("staging"), deploys_to("stg"), "true", RELEASE),
     Scenario(Trigger.push("master"), deploys_to("ppd"), "true", RELEASE),
     Scenario(Trigger.push("master", protected=False), BUILD, "true", BRANCHES),
     Scenario(Trigger.push("feature/login"), BUILD, "true", BRANCHES),
-    Scenario(Trigger.push("feature/login", open_merge_requests=True), None, "", ""),
+    Scenario(Trigger.push("feature/login", True), None, "", ""),
     # merge requests of this project: into development -> dev, into staging -> stg
     Scenario(mr("feature/login", "development"), deploys_to("dev"), "true", BRANCHES),
     Scenario(mr("feature/login", "staging"), deploys_to("stg"), "true", BRANCHES),
@@ -104,9 +105,7 @@ def test_each_pipeline_source_pushes_only_where_it_may(scenario: Scenario) -> No
 
 
 def test_only_protected_pushes_of_the_deploy_branches_build_into_the_release_repository() -> None:
-    writers = [
-        s.trigger.name for s in SCENARIOS if s.push == "true" and s.registry == RELEASE
-    ]
+    writers = [s.trigger.name for s in SCENARIOS if s.push == "true" and s.registry == RELEASE]
     assert writers == [
         "push to protected development",
         "push to protected development with an open MR",
