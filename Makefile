@@ -204,16 +204,17 @@ PUSH_FLAGS = $(if $(and $(filter podman,$(DOCKER)),$(filter 127.0.0.1:% localhos
 .PHONY: image
 image: guard-GIT_SHA ## Build the app and operator images (their tests run inside the build), tagged with the commit SHA
 	@$(if $(filter podman,$(DOCKER)),$(TOOLCHAIN) base-image >/dev/null)
-	$(DOCKER) build -f Dockerfile.app $(BUILD_FLAGS) --build-arg GIT_SHA=$(GIT_SHA) --build-arg APP_VERSION=$(APP_VERSION) \
-	  $(foreach t,$(GIT_SHA) $(EXTRA_TAGS),-t $(APP_IMAGE):$(t)) .
-	$(DOCKER) build -f Dockerfile.operator $(BUILD_FLAGS) --build-arg GIT_SHA=$(GIT_SHA) --build-arg APP_VERSION=$(APP_VERSION) \
-	  $(foreach t,$(GIT_SHA) $(EXTRA_TAGS),-t $(OPERATOR_IMAGE):$(t)) .
+	$(call build_image,app,$(APP_IMAGE))
+	$(call build_image,operator,$(OPERATOR_IMAGE))
+# $(call build_image,app|operator,repository)
+build_image = $(DOCKER) build -f Dockerfile.$(1) $(BUILD_FLAGS) --build-arg GIT_SHA=$(GIT_SHA) \
+  --build-arg APP_VERSION=$(APP_VERSION) $(foreach t,$(GIT_SHA) $(EXTRA_TAGS),-t $(2):$(t)) .
 
 .PHONY: push
 # With Docker, `make push` is what CI's build jobs run, hack/ci/build.sh (BuildKit pinned by
 # .gitlab-ci.yml, the registry cache CACHE_REGISTRY, the SHA tag, an already pushed commit
-# reused), as the account `gcloud auth configure-docker` logged in. With podman: `make image`,
-# then each tag pushed (the local cluster's loopback registry).
+# reused), as the account `gcloud auth configure-docker` logged in. With podman: what `make image`
+# builds, then each tag pushed (the local cluster's loopback registry).
 push: guard-REGISTRY guard-GIT_SHA ## Build and push both images to REGISTRY (Docker: as CI does; podman: tags SHA and EXTRA_TAGS); prints their digests
 	@set -euo pipefail; \
 	if [ "$(DOCKER)" = docker ]; then \
@@ -224,7 +225,8 @@ push: guard-REGISTRY guard-GIT_SHA ## Build and push both images to REGISTRY (Do
 	  for image in $(APP_IMAGE) $(OPERATOR_IMAGE); do \
 	    echo "$$image@$$(docker buildx imagetools inspect "$$image:$(GIT_SHA)" --format '{{.Manifest.Digest}}')"; done; \
 	  exit 0; fi; \
-	$(MAKE) --no-print-directory image; \
+	$(TOOLCHAIN) base-image >/dev/null; \
+	$(call build_image,app,$(APP_IMAGE)); $(call build_image,operator,$(OPERATOR_IMAGE)); \
 	digests=$$(mktemp -d); trap 'rm -rf "$$digests"' EXIT; \
 	for image in $(APP_IMAGE) $(OPERATOR_IMAGE); do \
 	  for tag in $(GIT_SHA) $(EXTRA_TAGS); do \
