@@ -5,7 +5,7 @@
 # docker:cli job cannot mount its files into it (they live in another container), so the
 # registry login and any credential are copied in with `docker cp`.
 #   keyless (default): the job's SIGSTORE_ID_TOKEN (id_tokens, aud sigstore); the certificate
-#     names this project's .gitlab-ci.yml at refs/tags/vX.Y.Z. Public Sigstore trusts gitlab.com.
+#     names this project's .gitlab-ci.yml at refs/tags/vX.Y.Z (public Sigstore: GitLab.com).
 #   COSIGN_KEY=gcpkms://...: a Cloud KMS key, reached as the release builder through Workload
 #     Identity Federation (an external_account credential over GITLAB_OIDC_TOKEN; no key file).
 # A failed signature fails the job, and deploy-prd and install-operator need this job.
