@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -282,55 +282,49 @@ def promote(
 
 
 def ppd_deployments(*shas: str) -> tuple[int, str]:
+    """GitLab's answer: ppd's successful deployments of these commits (compact JSON, as GitLab)."""
     body = [{"id": i, "sha": sha, "status": "success"} for i, sha in enumerate(shas)]
     return 200, json.dumps(body, separators=(",", ":"))
+
+
+def ppd_deployments_of(*names: str) -> Callable[[dict[str, str]], tuple[int, str]]:
+    """ppd_deployments of the checkout's commits of these names (known once it exists)."""
+    return lambda commits: ppd_deployments(*(commits[name] for name in names))
 
 
 DEPLOYMENTS = "/api/v4/projects/7/deployments?environment=ppd&status=success"
 
 
-def test_promote_refuses_a_commit_that_is_not_on_master(
-    images: tuple[Pipeline, Standins], api: FakeApi, checkout: tuple[Path, dict[str, str]]
+@pytest.mark.parametrize(
+    ("commit", "ppd", "error"),
+    [
+        (
+            "side",
+            ppd_deployments_of("side"),
+            "is not on master: tag a commit of master that ppd ran",
+        ),
+        ("on-master", ppd_deployments_of("first"), "was never deployed to ppd"),
+        ("on-master", lambda _: (401, '{"message": "401"}'), "cannot read ppd's deployments"),
+    ],
+    ids=["not on master", "never in ppd", "deployments unreadable"],
+)
+def test_promote_refuses_with_one_line(
+    images: tuple[Pipeline, Standins],
+    api: FakeApi,
+    checkout: tuple[Path, dict[str, str]],
+    commit: str,
+    ppd: Callable[[dict[str, str]], tuple[int, str]],
+    error: str,
 ) -> None:
     job, commits = checkout
-    api.answers[DEPLOYMENTS] = ppd_deployments(commits["side"])
+    api.answers[DEPLOYMENTS] = ppd(commits)
 
-    result = promote(images, api, job, commits["side"])
-
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert error_lines(result) == [
-        f"error: promote v1.2.3: commit {commits['side']} is not on master:"
-        " tag a commit of master that ppd ran"
-    ]
-
-
-def test_promote_refuses_a_commit_of_master_that_ppd_never_ran(
-    images: tuple[Pipeline, Standins], api: FakeApi, checkout: tuple[Path, dict[str, str]]
-) -> None:
-    job, commits = checkout
-    api.answers[DEPLOYMENTS] = ppd_deployments(commits["first"])
-
-    result = promote(images, api, job, commits["on-master"])
-
-    assert result.returncode == 1, result.stdout + result.stderr
-    (line,) = error_lines(result)
-    assert f"commit {commits['on-master']} was never deployed to ppd" in line
-    ((path, headers),) = api.requests
-    assert path.startswith(DEPLOYMENTS)
-    assert headers["JOB-TOKEN"] == "job-token"
-
-
-def test_promote_fails_when_it_cannot_read_ppds_deployments(
-    images: tuple[Pipeline, Standins], api: FakeApi, checkout: tuple[Path, dict[str, str]]
-) -> None:
-    job, commits = checkout
-    api.answers[DEPLOYMENTS] = (401, '{"message": "401 Unauthorized"}')
-
-    result = promote(images, api, job, commits["on-master"])
+    result = promote(images, api, job, commits[commit])
 
     assert result.returncode == 1, result.stdout + result.stderr
     (line,) = error_lines(result)
-    assert "cannot read ppd's deployments from the GitLab API" in line
+    assert line.startswith("error: promote v1.2.3: ")
+    assert error in line
 
 
 def test_promote_goes_on_to_the_registry_for_a_commit_of_master_that_ppd_ran(
@@ -341,6 +335,9 @@ def test_promote_goes_on_to_the_registry_for_a_commit_of_master_that_ppd_ran(
 
     result = promote(images, api, job, commits["on-master"])
 
+    ((path, headers),) = api.requests
+    assert path.startswith(DEPLOYMENTS)
+    assert headers["JOB-TOKEN"] == "job-token"
     assert f"commit {commits['on-master']} is on master and was deployed to ppd" in result.stdout
     # Nothing listens at this registry: the next guard, the images' existence, speaks.
     (line,) = error_lines(result)
