@@ -6,10 +6,12 @@ this table."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.pipeline.gitlab import Trigger, pipeline, pipeline_variables
+from tests.pipeline.gitlab import REPO, STATE_DIR, Trigger, pipeline, pipeline_variables, run
 
 BUILD = {"build-app": "on_success", "build-operator": "on_success", "pip-audit": "on_success"}
 SAME_PROJECT = {"CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "7", "CI_MERGE_REQUEST_PROJECT_ID": "7"}
@@ -121,3 +123,39 @@ def test_nothing_reaches_prd_or_ppd_but_a_protected_tag_and_the_protected_master
             assert scenario.trigger.name == "protected tag v1.2.3"
         if "deploy-ppd" in jobs:
             assert scenario.trigger.name == "push to protected master"
+
+
+@pytest.mark.parametrize("deploy_passes", [True, False], ids=["deploy passes", "deploy fails"])
+def test_a_rollback_clicked_at_once_runs_only_after_its_pipelines_deploy(
+    tmp_path: Path, deploy_passes: bool
+) -> None:
+    """The file's own rules, stages and needs for deploy-dev and rollback-dev, run by
+    gitlab-ci-local's DAG with stand-in scripts: the rollback, wanted from the start (`--manual`),
+    waits for the deploy (so the deploy cannot undo it), and is not run after a failed one."""
+    order = tmp_path / "order"
+    preview = yaml.safe_load(run("--preview", "--no-json-schema-validation").stdout)
+    stand_in = {
+        "build-app": "true",
+        "build-operator": "true",
+        "deploy-dev": f"sleep 2; echo deploy >> {order}; {'true' if deploy_passes else 'false'}",
+        "rollback-dev": f"echo rollback >> {order}",
+    }
+    kept = ("stage", "needs", "rules")
+    jobs = {
+        name: {**{k: v for k, v in preview[name].items() if k in kept}, "script": [script]}
+        for name, script in stand_in.items()
+    }
+    probe = STATE_DIR / "probe" / "rollback-order.gitlab-ci.yml"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text(yaml.safe_dump({"stages": preview["stages"], **jobs}))
+
+    run(
+        f"--file={probe.relative_to(REPO)}",
+        "--force-shell-executor",
+        "--no-json-schema-validation",
+        "--manual=rollback-dev",
+        *Trigger.push("development").args(),
+        check=False,
+    )
+
+    assert order.read_text().split() == (["deploy", "rollback"] if deploy_passes else ["deploy"])
