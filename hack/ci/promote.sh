@@ -1,7 +1,7 @@
 #!/bin/sh
 # A release tag vX.Y.Z builds nothing: it adds the tag to the images its commit was built as and
-# writes their digests to promote.env for deploy-prd and install-operator. Only a commit that is
-# on master AND was deployed to ppd is promoted; anything else fails with one line saying why:
+# writes their digests to promote.env for sign-prd, deploy-prd and install-operator. Only a
+# commit that is on master AND was deployed to ppd is promoted; else one line says why:
 #   1. `git merge-base --is-ancestor` against master (the job clones with GIT_DEPTH 0);
 #   2. ppd's successful deployments (GitLab API, CI_JOB_TOKEN) include the commit;
 #   3. REGISTRY (the release repository: only protected deploy branches write it) has the images.
