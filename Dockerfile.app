@@ -1,4 +1,4 @@
-# syntax=docker/dockerfile:1
+# syntax=docker/dockerfile:1.12@sha256:93bfd3b68c109427185cd78b4779fc82b484b0b7618e36d0f104d4d801e66d25
 # test-app image. Build:  docker build -f Dockerfile.app \
 #   --build-arg GIT_SHA=$(git rev-parse HEAD) --build-arg APP_VERSION=1.2.3 -t test-app:1.2.3 .
 #

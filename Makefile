@@ -125,6 +125,7 @@ run: venv ## Run the operator in the foreground against KUBECONFIG (default: the
 ## IMAGE    the app image repository, no tag or digest (default: REGISTRY/test-app)
 ## REGISTRY where images go, e.g. <region>-docker.pkg.dev/<project>/test-app or 127.0.0.1:5000
 ## DOCKER   `make image`/`push`: docker or podman (default: docker if its daemon answers)
+## CACHE_REGISTRY `make push` with Docker: BuildKit's registry cache (default: REGISTRY-cache)
 ## PYTHON_IMAGE the images' base (default: the pinned upstream one; podman: the local one)
 ## REVISION `make rollback`: the revision to pin (default: the previous Ready one)
 ## TIMEOUT  seconds `deploy` and `rollback` wait for Ready (default 300)
@@ -147,6 +148,10 @@ GIT_SHA ?= $(shell git rev-parse HEAD 2>/dev/null)
 APP_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
 # Images are tagged with the commit SHA, plus EXTRA_TAGS.
 EXTRA_TAGS ?=
+# `make push` with Docker: BuildKit's layer cache beside REGISTRY (test-app -> test-app-cache), and
+# BuildKit pinned where CI pins it.
+CACHE_REGISTRY ?= $(REGISTRY)-cache
+BUILDKIT_IMAGE ?= $(shell sed -n 's/^  BUILDKIT_IMAGE: //p' .gitlab-ci.yml)
 IMAGE ?= $(if $(REGISTRY),$(APP_IMAGE))
 # The variables people set reach the recipes as make gives them (command line or environment),
 # never exported empty: an empty TIMEOUT is not an unset one to what a recipe runs (gunicorn).
@@ -214,22 +219,34 @@ PUSH_FLAGS = $(if $(and $(filter podman,$(DOCKER)),$(filter 127.0.0.1:% localhos
 .PHONY: image
 image: guard-GIT_SHA ## Build the app and operator images (their tests run inside the build), tagged with the commit SHA
 	@$(if $(filter podman,$(DOCKER)),$(TOOLCHAIN) base-image >/dev/null)
-	$(DOCKER) build -f Dockerfile.app $(BUILD_FLAGS) --build-arg GIT_SHA=$(GIT_SHA) --build-arg APP_VERSION=$(APP_VERSION) \
-	  $(foreach t,$(GIT_SHA) $(EXTRA_TAGS),-t $(APP_IMAGE):$(t)) .
-	$(DOCKER) build -f Dockerfile.operator $(BUILD_FLAGS) --build-arg GIT_SHA=$(GIT_SHA) --build-arg APP_VERSION=$(APP_VERSION) \
-	  $(foreach t,$(GIT_SHA) $(EXTRA_TAGS),-t $(OPERATOR_IMAGE):$(t)) .
+	$(call build_image,app,$(APP_IMAGE))
+	$(call build_image,operator,$(OPERATOR_IMAGE))
+# $(call build_image,app|operator,repository)
+build_image = $(DOCKER) build -f Dockerfile.$(1) $(BUILD_FLAGS) --build-arg GIT_SHA=$(GIT_SHA) \
+  --build-arg APP_VERSION=$(APP_VERSION) $(foreach t,$(GIT_SHA) $(EXTRA_TAGS),-t $(2):$(t)) .
 
 .PHONY: push
-push: guard-REGISTRY image ## Build and push both images to REGISTRY (tags: the commit SHA and EXTRA_TAGS); prints their digests
-	@set -euo pipefail; digests=$$(mktemp -d); trap 'rm -rf "$$digests"' EXIT; \
+# With Docker, `make push` is what CI's build jobs run, hack/ci/build.sh (BuildKit pinned by
+# .gitlab-ci.yml, the registry cache CACHE_REGISTRY, the SHA tag, an already pushed commit
+# reused), as the account `gcloud auth configure-docker` logged in. With podman: what `make image`
+# builds, then each tag pushed (the local cluster's loopback registry).
+push: guard-REGISTRY guard-GIT_SHA ## Build and push both images to REGISTRY (Docker: as CI does; podman: tags SHA and EXTRA_TAGS); prints their digests
+	@set -euo pipefail; \
+	if [ "$(DOCKER)" = docker ]; then \
+	  for kind in app operator; do \
+	    PUSH=true REGISTRY_LOGIN=skip REGISTRY="$(REGISTRY)" CACHE_REGISTRY="$(CACHE_REGISTRY)" \
+	      BUILDKIT_IMAGE="$(BUILDKIT_IMAGE)" CI_COMMIT_SHA="$(GIT_SHA)" APP_VERSION="$(APP_VERSION)" hack/ci/build.sh "$$kind"; \
+	  done; rm -f build.env; \
+	  for image in $(APP_IMAGE) $(OPERATOR_IMAGE); do \
+	    echo "$$image@$$(docker buildx imagetools inspect "$$image:$(GIT_SHA)" --format '{{.Manifest.Digest}}')"; done; \
+	  exit 0; fi; \
+	$(TOOLCHAIN) base-image >/dev/null; \
+	$(call build_image,app,$(APP_IMAGE)); $(call build_image,operator,$(OPERATOR_IMAGE)); \
+	digests=$$(mktemp -d); trap 'rm -rf "$$digests"' EXIT; \
 	for image in $(APP_IMAGE) $(OPERATOR_IMAGE); do \
 	  for tag in $(GIT_SHA) $(EXTRA_TAGS); do \
 	    echo "$(DOCKER) push $$image:$$tag"; \
-	    if [ "$(DOCKER)" = podman ]; then \
-	      podman push --quiet $(PUSH_FLAGS) --digestfile "$$digests/$${image##*/}" "$$image:$$tag"; \
-	    else \
-	      $(DOCKER) push "$$image:$$tag" | tee /dev/stderr | sed -n 's/.*\(sha256:[0-9a-f]\{64\}\).*/\1/p' \
-	        > "$$digests/$${image##*/}"; fi; done; \
+	    podman push --quiet $(PUSH_FLAGS) --digestfile "$$digests/$${image##*/}" "$$image:$$tag"; done; \
 	done; \
 	for image in $(APP_IMAGE) $(OPERATOR_IMAGE); do echo "$$image@$$(cat "$$digests/$${image##*/}")"; done
 

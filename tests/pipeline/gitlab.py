@@ -9,6 +9,8 @@ in a rule expression and equal to no string.
 gitlab-ci-local evaluates `workflow:rules` only for their variables and ignores their `when`.
 `pipeline_is_created` still lets its own rule evaluator decide: it copies the workflow rules into
 a one-job probe pipeline and reads that job's `when` (`never` = GitLab creates no pipeline).
+`pipeline_variables` runs a probe job with the workflow rules and the global variables (shell
+executor) and reads what it echoes: PUSH and REGISTRY are decided there, for every job.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 CI_FILE = REPO / ".gitlab-ci.yml"
 GITLAB_CI_LOCAL = REPO / "node_modules" / ".bin" / "gitlab-ci-local"
 STATE_DIR = REPO / ".gitlab-ci-local"
+DEPLOY_BRANCHES = ("development", "staging", "master")
+# What the probe job echoes: the variables the workflow rules decide.
+WORKFLOW_VARIABLES = ("PUSH", "REGISTRY", "CACHE_REGISTRY", "BUILDER_SERVICE_ACCOUNT")
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,21 @@ class Trigger:
     variables: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
-    def push(branch: str, open_merge_requests: bool = False) -> Trigger:
-        variables = {"CI_COMMIT_BRANCH": branch, "CI_COMMIT_REF_NAME": branch}
+    def push(
+        branch: str, open_merge_requests: bool = False, protected: bool | None = None
+    ) -> Trigger:
+        """A push to `branch`; the deploy branches are protected unless `protected=False`."""
+        protected = branch in DEPLOY_BRANCHES if protected is None else protected
+        variables = {
+            "CI_PIPELINE_SOURCE": "push",
+            "CI_COMMIT_BRANCH": branch,
+            "CI_COMMIT_REF_NAME": branch,
+            "CI_COMMIT_REF_PROTECTED": "true" if protected else "false",
+        }
         if open_merge_requests:
             variables["CI_OPEN_MERGE_REQUESTS"] = "group/test-app!1"
-        return Trigger(f"push to {branch}" + (" with an open MR" * open_merge_requests), variables)
+        name = f"push to {'protected' if protected else 'unprotected'} {branch}"
+        return Trigger(name + (" with an open MR" * open_merge_requests), variables)
 
     @staticmethod
     def merge_request(source: str, target: str) -> Trigger:
@@ -50,6 +65,8 @@ class Trigger:
                 "CI_PIPELINE_SOURCE": "merge_request_event",
                 "CI_COMMIT_BRANCH": "",
                 "CI_COMMIT_REF_NAME": source,
+                # refs/merge-requests/<iid>/head is never a protected ref
+                "CI_COMMIT_REF_PROTECTED": "false",
                 "CI_MERGE_REQUEST_IID": "1",
                 "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": source,
                 "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": target,
@@ -61,6 +78,7 @@ class Trigger:
         return Trigger(
             f"{'protected' if protected else 'unprotected'} tag {name}",
             {
+                "CI_PIPELINE_SOURCE": "push",
                 "CI_COMMIT_TAG": name,
                 "CI_COMMIT_BRANCH": "",
                 "CI_COMMIT_REF_NAME": name,
@@ -70,6 +88,10 @@ class Trigger:
 
     def with_variables(self, **variables: str) -> Trigger:
         return Trigger(self.name, {**self.variables, **variables})
+
+    def from_source(self, source: str) -> Trigger:
+        """The same ref, started by a schedule, the API, the web UI, a trigger token..."""
+        return Trigger(f"{source}: {self.name}", {**self.variables, "CI_PIPELINE_SOURCE": source})
 
     def args(self) -> list[str]:
         args = [f"--variable={name}={value}" for name, value in self.variables.items()]
@@ -141,6 +163,39 @@ def pipeline_is_created(trigger: Trigger) -> bool:
 def pipeline(trigger: Trigger) -> dict[str, str] | None:
     """The jobs of the pipeline GitLab would create for `trigger`, or None when it creates none."""
     return jobs_that_run(trigger) if pipeline_is_created(trigger) else None
+
+
+def pipeline_variables(trigger: Trigger) -> dict[str, str]:
+    """PUSH, REGISTRY... as every job of `trigger`'s pipeline sees them: a probe job with our
+    workflow rules and global variables, run by gitlab-ci-local's shell executor."""
+    ci = load_ci_file()
+    echo = " ".join(f"{name}=${name}" for name in WORKFLOW_VARIABLES)
+    probe = STATE_DIR / "probe" / "variables.gitlab-ci.yml"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text(
+        yaml.safe_dump(
+            {
+                "workflow": {"rules": ci["workflow"]["rules"]},
+                "variables": ci["variables"],
+                "workflow-variables": {"script": [f'echo "decided: {echo}"']},
+            }
+        )
+    )
+    result = run(
+        f"--file={probe.relative_to(REPO)}",
+        "--force-shell-executor",
+        "--no-json-schema-validation",
+        *trigger.with_variables(
+            GCP_REGION="region",
+            GCP_PROJECT="project",
+            GCP_BUILDER_SERVICE_ACCOUNT="branch-builder",
+            GCP_RELEASE_BUILDER_SERVICE_ACCOUNT="release-builder",
+        ).args(),
+        "workflow-variables",
+    )
+    (line,) = [line for line in result.stdout.splitlines() if "> decided: " in line]
+    pairs = line.split("> decided: ", 1)[1].split(" ")
+    return dict(pair.split("=", 1) for pair in pairs)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from testapp_dev.podman import ENV, toolchain_podman
@@ -114,17 +116,23 @@ class Pipeline:
     kubeconfigs: Path  # a directory, mounted read-only at the same path in deploy jobs
 
     def run_jobs(
-        self, trigger: Trigger, *jobs: str, host_network: bool = False, timeout: float = 900
+        self,
+        trigger: Trigger,
+        *jobs: str,
+        host_network: bool = False,
+        volumes: tuple[Path, ...] = (),
+        timeout: float = 900,
     ) -> JobRun:
         """Run the jobs in their images; a job of the deploy kind needs the host's network
         (the control plane listens on loopback), the build kind a network of its own (a
-        service alias needs one)."""
+        service alias needs one). `volumes`: directories mounted at the same path."""
         variables = {
             "REGISTRY": self.registry,
             "CACHE_REGISTRY": f"{self.registry}/cache",
             "DOCKER_CLI_IMAGE": self.standins.docker_cli,
             "DIND_IMAGE": self.standins.dind,
             "STANDIN_PYTHON_IMAGE": self.standins.python,
+            "REGISTRY_LOGIN": "skip",  # the loopback registry has no authentication
         }
         trigger = trigger.with_variables(**{**variables, **trigger.variables})
         result = run(
@@ -133,6 +141,7 @@ class Pipeline:
             f"--helper-image={self.standins.helper}",
             f"--volume={self.socket}:{SOCKET_IN_JOB}",
             f"--volume={self.kubeconfigs}:{self.kubeconfigs}:ro",
+            *(f"--volume={volume}:{volume}" for volume in volumes),
             *(["--network=host"] if host_network else []),
             *trigger.args(),
             *jobs,
@@ -156,3 +165,47 @@ class Pipeline:
             text=True,
         )
         return result.stdout.strip() if result.returncode == 0 else None
+
+
+@dataclass
+class FakeApi:
+    """Google STS and IAM Credentials and GitLab's deployments API, on loopback. `answers` maps a
+    path prefix to (status, body); `requests` records (path, headers) of what was asked."""
+
+    answers: dict[str, tuple[int, str]] = field(default_factory=dict)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    url: str = ""
+
+
+@contextmanager
+def fake_api() -> Iterator[FakeApi]:
+    """A FakeApi listening on a free loopback port until the block ends."""
+    fake = FakeApi()
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            fake.requests.append((self.path, dict(self.headers)))
+            status, body = next(
+                (answer for prefix, answer in fake.answers.items() if self.path.startswith(prefix)),
+                (404, "{}"),
+            )
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        do_GET = do_POST = answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()

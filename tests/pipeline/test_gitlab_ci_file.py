@@ -74,10 +74,39 @@ def test_the_graph_builds_both_images_in_parallel_and_deploys_what_they_built(
     assert needs("build-app") == needs("build-operator") == needs("pip-audit") == set()
     for env in ("dev", "stg", "ppd"):
         assert needs(f"deploy-{env}") == {"build-app", "build-operator"}
-    assert needs("deploy-prd") == {"promote-prd"}
-    assert needs("promote-prd") == set()  # a release tag builds nothing
-    assert needs("install-operator") == {"promote-prd", "build-operator"}
-    assert all(need["optional"] for need in jobs["install-operator"]["needs"])
+    # A release tag builds nothing, and prd runs nothing unsigned.
+    assert needs("promote-prd") == set()
+    assert needs("sign-prd") == {"promote-prd"}
+    assert needs("deploy-prd") == {"promote-prd", "sign-prd"}
+    assert needs("install-operator") == {"promote-prd", "sign-prd"}  # released like prd
+    for env in ENVS:
+        assert needs(f"rollback-{env}") == {f"deploy-{env}"}
+
+
+def test_every_pinned_image_the_pipeline_names_carries_a_digest() -> None:
+    variables = load_ci_file()["variables"]
+    images = {name: value for name, value in variables.items() if name.endswith("_IMAGE")}
+    assert set(images) >= {"BUILDKIT_IMAGE", "COSIGN_IMAGE", "DIND_IMAGE", "DOCKER_CLI_IMAGE"}
+    for name, image in images.items():
+        assert re.search(r":v?\d+(\.\d+)*(-[\w.-]+)?@sha256:[0-9a-f]{64}$", image), name
+    for dockerfile in ("Dockerfile.app", "Dockerfile.operator"):
+        syntax = (REPO / dockerfile).read_text().splitlines()[0]
+        assert re.fullmatch(r"# syntax=docker/dockerfile:[\d.]+@sha256:[0-9a-f]{64}", syntax)
+
+
+def test_buildx_runs_the_pinned_buildkit() -> None:
+    """(That a build with PUSH=false logs in nowhere: tests/pipeline/test_guards_in_images.py.)"""
+    build = (REPO / "hack/ci/build.sh").read_text()
+    assert '--driver docker-container --driver-opt "image=$BUILDKIT_IMAGE"' in build
+
+
+def test_no_job_decides_push_or_the_repository_itself(jobs: dict[str, Any]) -> None:
+    """The workflow rules decide them once per pipeline (tests/pipeline/test_pipeline_jobs.py)."""
+    decided = {"PUSH", "REGISTRY", "CACHE_REGISTRY", "BUILDER_SERVICE_ACCOUNT"}
+    for name, job in jobs.items():
+        assert not decided & set(job.get("variables", {})), name
+        for rule in job.get("rules", []):
+            assert not decided & set(rule.get("variables", {})), name
 
 
 def test_pip_audit_is_advisory_and_no_deploy_waits_for_it(jobs: dict[str, Any]) -> None:
@@ -123,15 +152,30 @@ def test_deploy_and_rollback_run_in_the_operator_image_and_never_overlap(
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_rollback_is_manual_needs_nothing_and_records_no_deployment(
-    jobs: dict[str, Any], env: str
-) -> None:
+def test_rollback_is_manual_and_waits_for_its_deploy(jobs: dict[str, Any], env: str) -> None:
     job = jobs[f"rollback-{env}"]
     assert all(rule["when"] == "manual" for rule in job["rules"])
-    assert job["needs"] == []  # available even when the deploy failed
-    assert job["environment"]["action"] == "access"
+    # Never before its pipeline's deploy, so that deploy can never undo it (a resource group
+    # does not order the jobs of one pipeline); optional, should a rule change drop the deploy.
+    assert job["needs"] == [{"job": f"deploy-{env}", "optional": True, "artifacts": False}]
+    # The same pipelines as the deploy: a rollback job never exists without its deploy.
+    assert [rule["if"] for rule in job["rules"]] == [
+        rule["if"] for rule in jobs[f"deploy-{env}"]["rules"]
+    ]
     assert "allow_failure" not in job  # a failed rollback fails the pipeline
     assert job["script"][0].startswith('kubectl-testapp rollback "$DEPLOY_ENV"')
+
+
+@pytest.mark.parametrize("env", ["dev", "stg", "ppd"])
+def test_rollback_below_prd_records_no_deployment(jobs: dict[str, Any], env: str) -> None:
+    assert jobs[f"rollback-{env}"]["environment"]["action"] == "access"
+
+
+def test_rollback_prd_is_gated_like_a_prd_deployment(jobs: dict[str, Any]) -> None:
+    """Approval rules of a protected environment gate deployment jobs only (action: start)."""
+    rollback, deploy = jobs["rollback-prd"], jobs["deploy-prd"]
+    assert rollback["environment"] == {**deploy["environment"], "action": "start"}
+    assert rollback["resource_group"] == deploy["resource_group"] == "prd"
 
 
 def test_production_deploys_the_release_tag_and_the_others_the_commit(jobs: dict[str, Any]) -> None:
@@ -145,14 +189,28 @@ def test_google_cloud_is_reached_with_gitlab_oidc_tokens_not_keys(jobs: dict[str
         "build-app",
         "build-operator",
         "promote-prd",
+        "sign-prd",
         "install-operator",
         *(f"{kind}-{env}" for kind in ("deploy", "rollback") for env in ENVS),
     ]:
         token = jobs[name]["id_tokens"]["GITLAB_OIDC_TOKEN"]
         assert token["aud"] == "https://iam.googleapis.com/$GCP_WIF_PROVIDER", name
+    assert jobs["sign-prd"]["id_tokens"]["SIGSTORE_ID_TOKEN"] == {"aud": "sigstore"}
     text = CI_FILE.read_text()
     for key_material in ("GOOGLE_APPLICATION_CREDENTIALS", "private_key", "_KEY_JSON", "base64 -d"):
         assert key_material not in text
+
+
+def test_no_credential_step_can_fail_unnoticed(jobs: dict[str, Any]) -> None:
+    """Under `bash -e`, `export X=$(cmd)` and `${X:-$(cmd)}` carry on when cmd fails."""
+    masked = re.compile(r"export \w+=[^;]*\$\(|\$\{\w+:-\$\(")
+    for name, job in jobs.items():
+        assert not [line for line in script(job) if masked.search(line)], name
+    for name in [n for n in jobs if n.startswith(("deploy-", "rollback-", "install-"))]:
+        assert jobs[name]["before_script"] == [
+            "KUBECONFIG=$(hack/ci/kubeconfig.sh)",
+            "export KUBECONFIG",
+        ], name
 
 
 def test_the_registry_host_is_always_composed_from_the_region_variable() -> None:

@@ -146,3 +146,18 @@ def test_a_dry_run_of_deploy_changes_nothing_and_contacts_no_cluster(tmp_path: P
     assert result.returncode == 0, result.stderr
     assert not calls.exists(), calls.read_text()
     assert "kubectl-testapp deploy" in result.stdout  # printed, not run
+
+
+def test_make_push_with_docker_is_what_the_ci_build_jobs_run() -> None:
+    """CI's build-app/build-operator run hack/ci/build.sh; so does `make push` with Docker, with
+    the BuildKit .gitlab-ci.yml pins and the cache beside REGISTRY."""
+    registry = "region-docker.pkg.dev/project/test-app"
+    result = make("-n", "push", "DOCKER=docker", f"REGISTRY={registry}", "GIT_SHA=0123abcd")
+    assert result.returncode == 0, result.stderr
+    ci_variables = yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())["variables"]
+    assert "PUSH=true" in result.stdout
+    assert f'REGISTRY="{registry}" CACHE_REGISTRY="{registry}-cache"' in result.stdout
+    assert f'BUILDKIT_IMAGE="{ci_variables["BUILDKIT_IMAGE"]}"' in result.stdout
+    assert 'CI_COMMIT_SHA="0123abcd"' in result.stdout
+    assert 'if [ "docker" = docker ]; then \\\n  for kind in app operator; do' in result.stdout
+    assert 'hack/ci/build.sh "$kind"' in result.stdout

@@ -1,7 +1,8 @@
 """The pipeline, run in the images its jobs declare (podman), against the local control plane and
 the loopback registry: a push to development builds both images once (tests inside), pushes them,
 and deploy-dev — in the operator image it pushed — makes dev run the pushed digest; rollback-dev
-pins the previous revision; a v1.2.3 tag promotes the digest ppd ran, without rebuilding;
+pins the previous revision; a v1.2.3 tag promotes the digest ppd ran, without rebuilding (its
+commit on master and among ppd's deployments: a loopback GitLab API and a local origin);
 install-operator installs the pushed operator by digest; a fork's merge request pushes nothing.
 A command missing from a job's image fails its job, and the test. Stand-ins for what cannot be
 pulled here: tests/pipeline/in_images.py says which and why.
@@ -28,7 +29,14 @@ from testapp_dev import (
 )
 
 from tests.pipeline.gitlab import REPO, Trigger
-from tests.pipeline.in_images import Pipeline, build_standins, podman_env, podman_service
+from tests.pipeline.in_images import (
+    FakeApi,
+    Pipeline,
+    build_standins,
+    fake_api,
+    podman_env,
+    podman_service,
+)
 from tests.pipeline.make import make_against
 
 pytestmark = pytest.mark.cluster
@@ -37,10 +45,45 @@ ENVS = ("dev", "ppd", "prd")
 DEPLOYERS = "testapp-deployers"
 
 
-def git_head() -> str:
+def git(*args: str, cwd: Path = REPO) -> str:
     return subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def git_head() -> str:
+    return git("rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="module")
+def gitlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeApi, Path]]:
+    """What promote-prd asks GitLab: its API (ppd's deployments: HEAD and HEAD~1) and the
+    repository, whose master is HEAD. The job's git directory is a clone of this one (GIT_DIR:
+    a worktree's .git is a file that points outside the job), its origin that master."""
+    state = tmp_path_factory.mktemp("gitlab")
+    origin, clone = state / "origin.git", state / "job.git"
+    git("init", "--quiet", "--bare", str(origin))
+    git("push", "--quiet", str(origin), "HEAD:refs/heads/master")
+    git("clone", "--quiet", "--bare", str(origin), str(clone))
+    git("update-ref", "-d", "refs/heads/master", cwd=clone)  # a tag pipeline fetched the tag only
+    git("config", "remote.origin.url", str(origin), cwd=clone)
+    deployed = [
+        {"sha": sha, "status": "success"} for sha in (git_head(), git("rev-parse", "HEAD~1"))
+    ]
+    with fake_api() as api:
+        deployments = "/api/v4/projects/7/deployments?environment=ppd&status=success"
+        api.answers[deployments] = (200, json.dumps(deployed, separators=(",", ":")))
+        yield api, state
+
+
+def release_tag(gitlab: tuple[FakeApi, Path], name: str) -> Trigger:
+    api, state = gitlab
+    return Trigger.tag(name).with_variables(
+        CI_API_V4_URL=f"{api.url}/api/v4",
+        CI_PROJECT_ID="7",
+        CI_JOB_TOKEN="job-token",
+        GIT_DIR=str(state / "job.git"),
+    )
 
 
 def deployer_kubeconfig(cluster: LiveCluster, env: str, directory: Path) -> Path:
@@ -187,7 +230,10 @@ def test_a_deploy_whose_release_turns_degraded_fails_its_job_with_the_condition(
 
 
 def test_a_release_tag_promotes_the_digest_ppd_ran_without_rebuilding(
-    cluster: LiveCluster, pipeline: Pipeline, built: dict[str, str]
+    cluster: LiveCluster,
+    pipeline: Pipeline,
+    built: dict[str, str],
+    gitlab: tuple[FakeApi, Path],
 ) -> None:
     created_by_hand(cluster, pipeline, "ppd")
     created_by_hand(cluster, pipeline, "prd")
@@ -198,12 +244,14 @@ def test_a_release_tag_promotes_the_digest_ppd_ran_without_rebuilding(
     assert ppd.passed("deploy-ppd"), ppd.output
     ppd_digest = release(cluster, "ppd")["status"]["digest"]
 
-    tag = deploy_trigger(Trigger.tag("v1.2.3"), pipeline, "prd")
-    promote = pipeline.run_jobs(tag, "promote-prd")
+    tag = deploy_trigger(release_tag(gitlab, "v1.2.3"), pipeline, "prd")
+    promote = pipeline.run_jobs(tag, "promote-prd", host_network=True, volumes=(gitlab[1],))
     assert promote.passed("promote-prd"), promote.output
+    # (sign-prd needs cosign and Sigstore: not run offline, docs/delivery.md.)
     deploy = pipeline.run_jobs(tag, "deploy-prd", host_network=True)
 
     assert deploy.passed("deploy-prd"), deploy.output
+    assert f"commit {built['sha']} is on master and was deployed to ppd" in promote.output
     assert "STEP" not in promote.output  # nothing was built
     prd = release(cluster, "prd")
     assert prd["spec"]["tag"] == "v1.2.3"
@@ -212,12 +260,12 @@ def test_a_release_tag_promotes_the_digest_ppd_ran_without_rebuilding(
     assert pipeline.digest("testapp-operator:v1.2.3") == built["testapp-operator"]
 
 
-def test_install_operator_installs_the_pushed_operator_by_digest_and_waits_for_its_rollout(
-    cluster: LiveCluster, pipeline: Pipeline, built: dict[str, str]
+def test_install_operator_installs_the_released_operator_by_digest_and_waits_for_its_rollout(
+    cluster: LiveCluster, pipeline: Pipeline, built: dict[str, str], gitlab: tuple[FakeApi, Path]
 ) -> None:
-    master = deploy_trigger(Trigger.push("master"), pipeline, "operator")
+    tag = deploy_trigger(release_tag(gitlab, "v1.2.3"), pipeline, "operator")
     try:
-        run = pipeline.run_jobs(master, "install-operator", host_network=True)
+        run = pipeline.run_jobs(tag, "install-operator", host_network=True)
 
         assert run.passed("install-operator"), run.output
         assert 'deployment "testapp-operator" successfully rolled out' in run.output
@@ -232,11 +280,13 @@ def test_install_operator_installs_the_pushed_operator_by_digest_and_waits_for_i
         )
 
 
-def test_promoting_a_commit_master_never_built_fails_and_says_why(pipeline: Pipeline) -> None:
-    never_built = "0" * 40
-    tag = Trigger.tag("v9.9.9").with_variables(CI_COMMIT_SHA=never_built)
+def test_promoting_a_commit_of_master_that_was_never_built_fails_and_says_why(
+    pipeline: Pipeline, gitlab: tuple[FakeApi, Path]
+) -> None:
+    never_built = git("rev-parse", "HEAD~1")  # on master, "ran in ppd", not in the registry
+    tag = release_tag(gitlab, "v9.9.9").with_variables(CI_COMMIT_SHA=never_built)
 
-    run = pipeline.run_jobs(tag, "promote-prd")
+    run = pipeline.run_jobs(tag, "promote-prd", host_network=True, volumes=(gitlab[1],))
 
     assert run.failed("promote-prd"), run.output
     assert f"commit {never_built} was never built by a pipeline of master" in run.output
