@@ -16,10 +16,13 @@ class GoInstallFailed(RuntimeError):
     """One line saying why."""
 
 
-def go_install(target: Path, packages: Sequence[str], flags: Sequence[str] = ()) -> None:
+def go_install(
+    target: Path, packages: Sequence[str], flags: Sequence[str] = (), niceness: int = 0
+) -> None:
     """Install `packages` (`module/cmd/x@version`) into the directory `target`. They are built into
     `<target>.partial` and renamed at the end, so an interrupted build never passes for a finished
-    one; go's output goes to `<target>.build.log`."""
+    one; go's output goes to `<target>.build.log`. `niceness` lowers the build's priority (the
+    compilers inherit it), so a long build leaves the cores to whatever else runs."""
     if shutil.which("go") is None:
         raise GoInstallFailed("Go is not installed")
     partial = target.with_name(f"{target.name}.partial")
@@ -34,6 +37,7 @@ def go_install(target: Path, packages: Sequence[str], flags: Sequence[str] = ())
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=target.parent,
+            preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
         )
     if result.returncode != 0:
         raise GoInstallFailed(f"go install failed; see {build_log}")
