@@ -15,6 +15,7 @@ a restarted server must not count the requests of the one before it.
 """
 
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -38,7 +39,9 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+# Given (a test's): emptied and kept. Not given: made here and removed when the server exits.
+metrics_dir_given = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+if metrics_dir_given:
     for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
         stale.unlink()
 else:
@@ -74,3 +77,8 @@ def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if not metrics_dir_given:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

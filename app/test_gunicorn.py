@@ -62,23 +62,18 @@ def root_requests_by_worker(metrics_dir: Path, scratch: Path) -> dict[str, float
     return counted
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
-    """One server for the module: starting and stopping gunicorn takes seconds."""
+def serve(environ: dict[str, str]) -> Iterator[int]:
+    """gunicorn with gunicorn.conf.py on a free loopback port, until the generator closes."""
     port = free_port()
-    metrics_dir = tmp_path_factory.mktemp("metrics")
-    (metrics_dir / "counter_1.db").write_bytes(b"")  # a dead server's: must not be counted
-    environ = {
-        **os.environ,
-        "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": str(WORKERS),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        "DRAIN_SECONDS": "0",
-    }
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:__hug_wsgi__"],
         cwd=HERE,
-        env=environ,
+        env={
+            **environ,
+            "BIND": f"127.0.0.1:{port}",
+            "WEB_CONCURRENCY": str(WORKERS),
+            "DRAIN_SECONDS": "0",
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -93,10 +88,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path
             assert process.poll() is None, f"gunicorn exited with {process.returncode}"
             assert time.monotonic() < deadline, "gunicorn did not become ready within 30 s"
             time.sleep(0.1)
-        yield port, metrics_dir
+        yield port
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """One server for the module: starting and stopping gunicorn takes seconds."""
+    metrics_dir = tmp_path_factory.mktemp("metrics")
+    (metrics_dir / "counter_1.db").write_bytes(b"")  # a dead server's: must not be counted
+    for port in serve({**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}):
+        yield port, metrics_dir
 
 
 def test_every_scrape_counts_the_requests_of_every_worker(
@@ -124,3 +128,17 @@ def test_a_server_start_empties_the_metrics_directory(server: tuple[int, Path]) 
     _, metrics_dir = server
 
     assert "1" not in worker_pids(metrics_dir)
+
+
+def test_a_server_removes_the_metrics_directory_it_made_when_it_exits() -> None:
+    environ = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    before = set(Path("/dev/shm").glob("test-app-metrics-*"))
+    running = serve(environ)
+    port = next(running)
+    assert get(port, "/metrics")[0] == 200
+    made = set(Path("/dev/shm").glob("test-app-metrics-*")) - before
+
+    running.close()
+
+    assert len(made) == 1
+    assert not next(iter(made)).exists()
