@@ -1,4 +1,5 @@
-"""hack/cluster/prometheus.py's pure half: the scrape configuration it writes."""
+"""hack/cluster/prometheus.py's pure half: the scrape configuration it writes. Not in tests/unit:
+the operator image's build runs tests/unit, which has no testapp_dev or hack/."""
 
 from __future__ import annotations
 
