@@ -45,7 +45,11 @@ WORKDIR /app
 ARG GIT_SHA=unknown
 ARG APP_VERSION=0.0.0-dev
 ARG SOURCE_URL=""
-COPY --from=test /src/app/app.py /src/app/accesslog.py /src/app/lifecycle.py /src/app/gunicorn.conf.py ./
+# A deliberately bad build for the canary's tests: `--build-arg TESTAPP_FAULT=500` and `/` answers
+# 500 while the probes pass (see app.py). Empty, the default, is a good build.
+ARG TESTAPP_FAULT=""
+COPY --from=test /src/app/app.py /src/app/accesslog.py /src/app/metrics.py /src/app/lifecycle.py \
+     /src/app/gunicorn.conf.py ./
 # Bytecode now: the root filesystem is read-only at run time. Being a RUN after the ARGs, it also
 # keys the layers below on the build args for builders that key only RUN on them (buildah 1.28
 # would otherwise reuse the labels and environment of another commit's build).
@@ -56,6 +60,7 @@ LABEL org.opencontainers.image.title="test-app" \
       org.opencontainers.image.version="${APP_VERSION}" \
       org.opencontainers.image.source="${SOURCE_URL}"
 ENV GIT_SHA=${GIT_SHA} \
-    APP_VERSION=${APP_VERSION}
+    APP_VERSION=${APP_VERSION} \
+    TESTAPP_FAULT=${TESTAPP_FAULT}
 # A numeric UID (not a name) so Kubernetes' runAsNonRoot can verify it; it owns no file here.
 USER 10001:10001

@@ -6,11 +6,20 @@ Shutdown sequence on SIGTERM (kubelet -> gunicorn master -> workers):
   2. after DRAIN_SECONDS the worker stops accepting and finishes the requests in flight;
   3. the master waits up to GRACEFUL_TIMEOUT for that before it SIGKILLs stragglers.
 Keep DRAIN_SECONDS < GRACEFUL_TIMEOUT < the Pod's terminationGracePeriodSeconds (default 30).
+
+Metrics: every worker is a process with its own counters, so prometheus_client runs in its
+multiprocess mode: each worker writes its values to files in PROMETHEUS_MULTIPROC_DIR and
+/metrics (any worker) adds them all up. The directory is set here, in the master, before any
+worker imports prometheus_client (which picks its mode at import), and emptied at every start:
+a restarted server must not count the requests of the one before it.
 """
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
+from pathlib import Path
 
 from lifecycle import LIFECYCLE, Phase
 
@@ -29,6 +38,16 @@ worker_tmp_dir = "/dev/shm"
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+
+# Given (a test's): emptied and kept. Not given: made here and removed when the server exits.
+metrics_dir_given = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+if metrics_dir_given:
+    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
+else:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="test-app-metrics-", dir=worker_tmp_dir
+    )
 
 
 def post_worker_init(worker) -> None:
@@ -49,3 +68,17 @@ def post_worker_init(worker) -> None:
 
     # Replaces gunicorn's handler, which would stop accepting at once.
     signal.signal(signal.SIGTERM, drain)
+
+
+def child_exit(server, worker) -> None:
+    """A worker ended: its counters stay (they only grow), its live gauges go."""
+    # Not imported at the top: the workers fork from the master, and a prometheus_client it had
+    # imported before the directory was set would be in single-process mode in all of them.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if not metrics_dir_given:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

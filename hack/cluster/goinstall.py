@@ -28,19 +28,23 @@ def build_lock(target: Path) -> Iterator[None]:
         yield
 
 
-def go_install(target: Path, packages: Sequence[str], flags: Sequence[str] = ()) -> None:
+def go_install(
+    target: Path, packages: Sequence[str], flags: Sequence[str] = (), niceness: int = 0
+) -> None:
     """Install `packages` (`module/cmd/x@version`) into the directory `target`, unless another
     process just did. They are built into `<target>.partial` and renamed at the end, so an
-    interrupted build never passes for a finished one; go's output goes to `<target>.build.log`."""
+    interrupted build never passes for a finished one; go's output goes to `<target>.build.log`.
+    `niceness` lowers the build's priority (the compilers inherit it), so a long build leaves the
+    cores to whatever else runs."""
     if shutil.which("go") is None:
         raise GoInstallFailed("Go is not installed: install Go >= 1.26 from go.dev")
     commands = [package.split("@")[0].rsplit("/", 1)[-1] for package in packages]
     with build_lock(target):
         if not all((target / command).exists() for command in commands):
-            _install(target, packages, flags)
+            _install(target, packages, flags, niceness)
 
 
-def _install(target: Path, packages: Sequence[str], flags: Sequence[str]) -> None:
+def _install(target: Path, packages: Sequence[str], flags: Sequence[str], niceness: int) -> None:
     partial = target.with_name(f"{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -53,6 +57,7 @@ def _install(target: Path, packages: Sequence[str], flags: Sequence[str]) -> Non
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=target.parent,
+            preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
         )
     if result.returncode != 0:
         raise GoInstallFailed(f"go install failed; see {build_log}")

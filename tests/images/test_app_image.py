@@ -44,17 +44,21 @@ class App:
         except OSError:  # not listening (yet, or any more)
             return False
 
+    def text(self, path: str) -> str:
+        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+            return response.read().decode()
 
-@pytest.fixture
-def app(podman: Podman, images: Images) -> Iterator[App]:
+
+def run_app(podman: Podman, images: Images, *env: str) -> Iterator[App]:
     name = f"pytest-app-{uuid.uuid4().hex[:8]}"
     port = free_port()
+    environment = [f"DRAIN_SECONDS={DRAIN_SECONDS}", f"GRACEFUL_TIMEOUT={GRACEFUL_TIMEOUT}", *env]
     podman(
         "run", "--detach", "--pull=never", "--name", name,
         # As readOnlyRootFilesystem in Kubernetes: no tmpfs on /tmp either.
         "--read-only", "--read-only-tmpfs=false",
         "--publish", f"127.0.0.1:{port}:8000",
-        "--env", f"DRAIN_SECONDS={DRAIN_SECONDS}", "--env", f"GRACEFUL_TIMEOUT={GRACEFUL_TIMEOUT}",
+        *(f"--env={variable}" for variable in environment),
         images.app,
     )  # fmt: skip
     running = App(name, f"http://127.0.0.1:{port}")
@@ -67,6 +71,16 @@ def app(podman: Podman, images: Images) -> Iterator[App]:
         yield running
     finally:
         podman("rm", "--force", "--time=0", name, check=False)
+
+
+@pytest.fixture
+def app(podman: Podman, images: Images) -> Iterator[App]:
+    yield from run_app(podman, images)
+
+
+@pytest.fixture
+def faulty_app(podman: Podman, images: Images) -> Iterator[App]:
+    yield from run_app(podman, images, "TESTAPP_FAULT=500")
 
 
 def test_it_runs_as_uid_10001_on_a_read_only_root_filesystem(podman: Podman, app: App) -> None:
@@ -89,6 +103,27 @@ def test_the_probes_and_version_answer_with_the_build_args(app: App, images: Ima
         200,
         {"app": "test-app", "version": images.app_version, "commit": images.git_sha},
     )
+
+
+def test_metrics_count_every_worker_s_requests_on_a_read_only_root_filesystem(app: App) -> None:
+    for _ in range(6):
+        assert app.get("/")[0] == 200
+
+    scrapes = [app.text("/metrics") for _ in range(4)]
+
+    line = 'http_requests_total{method="GET",route="/",status="200"} 6.0'
+    assert all(line in scrape for scrape in scrapes)
+
+
+def test_a_build_with_testapp_fault_answers_500_on_root_and_passes_its_probes(
+    faulty_app: App, podman: Podman, images: Images
+) -> None:
+    status, body = faulty_app.get("/")
+
+    assert (status, body) == (500, {"error": "this build answers 500 (TESTAPP_FAULT)"})
+    assert faulty_app.get("/healthz") == (200, {"status": "ok"})
+    good_build = json.loads(podman("image", "inspect", images.app).stdout)[0]
+    assert "TESTAPP_FAULT=" in good_build["Config"]["Env"]  # empty unless built with the arg
 
 
 def test_an_unknown_path_is_a_plain_404_without_documentation(app: App) -> None:
