@@ -57,9 +57,7 @@ lint: venv $(CHECKOV_VENV)/.installed ## ruff, hadolint over both Dockerfiles, c
 
 .PHONY: test
 test: tools-test venv lint ## Run every test (unit, cluster, pipeline); starts the local control plane itself
-	$(BIN)/pytest
-	@echo "== The operator suite again, the operator authenticated as its ServiceAccount (k8s/operator RBAC)"
-	$(BIN)/pytest tests/cluster/test_operator.py --operator-identity=serviceaccount
+	@hack/test.sh
 
 .PHONY: test-fresh
 test-fresh: ## make demo on a copy of this machine with only its image's packages and no caches (root; .fresh/)
