@@ -49,7 +49,7 @@ echo "$images"
 step "Release all four environments on the real node (their namespaces select it)"
 run $CLUSTER place test-app-dev test-app-stg test-app-ppd test-app-prd
 for env in dev stg ppd prd; do
-  make -s manifests ENV=$env TAG=0.1.0 IMAGE="$IMAGE" | kubectl apply -f -
+  make -s --no-print-directory manifests ENV=$env TAG=0.1.0 IMAGE="$IMAGE" | kubectl apply -f -
 done
 run kubectl wait tar test-app-dev test-app-stg test-app-ppd test-app-prd \
   --for=jsonpath='{.status.phase}'=Ready --timeout=300s

@@ -33,7 +33,7 @@ echo "make test-fresh: a copy of this machine with only its image's packages in 
 # Inside the namespace: the overlay root, what a chroot needs, and the empty caches. The clone,
 # the caches and podman's storage are directories of the real disk (containerd and podman mount
 # overlays of their own, which cannot sit on an overlay).
-env -u TESTAPP_CLUSTER_DIR -u KUBECONFIG -u TESTAPP_REGISTRY \
+env -u TESTAPP_CLUSTER_DIR -u KUBECONFIG -u TESTAPP_REGISTRY -u MAKEFLAGS -u MAKELEVEL -u MFLAGS \
   unshare --mount --pid --fork --propagation private bash -euo pipefail -c '
   work=$1 repo=$2 log=$3
   root=$work/root
