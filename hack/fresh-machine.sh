@@ -9,7 +9,8 @@
 # Go's module and build caches stay, so the control plane is linked, not compiled for 15 minutes.
 # In it, a fresh clone of this checkout runs `make demo` (which installs the host tools, builds
 # the base image and both images, starts the control plane and the real node, serves a release
-# in every environment), then `make cluster-down`. The real node is machine-wide (its bridge,
+# in every environment), then what `make test` adds (its host programs, the linters,
+# gitlab-ci-local, the contract tests and the pipeline's job tests), then `make cluster-down`. The real node is machine-wide (its bridge,
 # nftables tables, cgroups): no other cluster may hold it meanwhile.
 #
 # Every step is timed into $FRESH_LOG (default .fresh/fresh-machine.log); exit 0 when it passed.
@@ -64,6 +65,11 @@ env -u TESTAPP_CLUSTER_DIR -u KUBECONFIG -u TESTAPP_REGISTRY -u MAKEFLAGS -u MAK
     started=\$SECONDS
     make demo
     step make demo passed in \$((SECONDS - started)) s
+    step \"what make test installs beyond the demo: its host programs, the linters, gitlab-ci-local\"
+    started=\$SECONDS
+    make tools-test lint node-modules
+    .venv/bin/pytest -q -p no:cacheprovider tests/contract tests/pipeline/test_pipeline_jobs.py
+    step the make test set-up passed in \$((SECONDS - started)) s
     step done
   "
 ' fresh "$work" "$repo" "$log" 2>&1 | tee -a "$log"
