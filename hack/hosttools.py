@@ -113,9 +113,9 @@ def describe(tools: list[Tool]) -> str:
     return ", ".join(f"{tool.name} ({tool.remedy})" for tool in tools)
 
 
-def install(targets: list[str], log=print) -> int:
+def install(targets: list[str], log=print, table: Table | None = None) -> int:
     """Install what the targets need; 0 when every required tool is there afterwards."""
-    table = Table.load()
+    table = table or Table.load()
     absent = missing(targets, table)
     packages = sorted({t.package for tools in absent.values() for t in tools if t.package})
     if packages and os.geteuid() == 0 and shutil.which("apt-get"):
