@@ -308,3 +308,44 @@ def test_deleting_a_release_garbage_collects_everything(
         return cluster.kubectl("get", "namespace", name, check=False).returncode != 0
 
     wait_until(gone, timeout=90, what=f"namespace {name} garbage-collected")
+
+
+def test_a_write_rbac_forbids_reaches_the_release_and_clears_once_allowed(
+    cluster: LiveCluster, operator: OperatorProcess, request: pytest.FixtureRequest
+) -> None:
+    """The operator's ClusterRole loses `patch` on Deployments: a tag change is refused (403),
+    and the release says so (Ready=False, ReconcileError, the API's message) with one Warning
+    event, instead of Progressing with a stale message; RBAC back, it rolls out and clears."""
+    if request.config.getoption("--operator-identity") != "serviceaccount":
+        pytest.skip("the operator runs as admin here; make test runs it as its ServiceAccount too")
+    name = unique()
+    create(cluster, name, tag="1.0.0")
+    role = cluster.get("clusterrole", "testapp-operator")
+    rules = [
+        {**rule, "verbs": [v for v in rule["verbs"] if v not in ("create", "patch")]}
+        if rule.get("resources") == ["deployments"]
+        else rule
+        for rule in role["rules"]
+    ]
+    revoked = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole"}
+    revoked |= {"metadata": {"name": "testapp-operator"}, "rules": rules}
+    try:
+        cluster.kubectl("replace", "-f", "-", input=json.dumps(revoked))
+        patch(cluster, name, {"spec": {"tag": "2.0.0"}})
+
+        def refused() -> dict | None:
+            ready = condition(release(cluster, name), "Ready")
+            return ready if ready["reason"] == "ReconcileError" else None
+
+        ready = wait_until(refused, timeout=60, what=f"{name} Ready=False ReconcileError")
+        assert ready["status"] == "False"
+        assert "HTTP 403 Forbidden" in ready["message"]
+        assert "deployments" in ready["message"]
+        time.sleep(3)  # retries with backoff meanwhile: still one event for the one error
+        warnings = [e for e in events(cluster, name) if e["reason"] == "ReconcileError"]
+        assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
+        assert warnings[0].get("count", 1) == 1
+    finally:
+        cluster.kubectl("apply", "-f", str(REPO / "k8s" / "operator" / "rbac.yaml"))
+    wait_ready(cluster, name, revision=2, timeout=120)
+    assert condition(release(cluster, name), "Ready")["reason"] == "RolloutComplete"
