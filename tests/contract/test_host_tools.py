@@ -63,7 +63,8 @@ def python_programs(path: Path) -> set[str]:
 
 def shell_commands(line: str) -> list[str]:
     """The first word of each simple command on a (logical) line of shell."""
-    line = re.sub(r"'[^']*'|\"[^\"]*\"", "''", line.split(" #")[0]).replace(")", " ")
+    line = re.sub(r"'[^']*'|\"[^\"]*\"", "''", line.split(" #")[0])
+    line = re.sub(r"\$\(\(.*?\)\)", "VAR", line).replace(")", " ")  # arithmetic, not commands
     commands = []
     for part in re.split(r"\|\||&&|[;|`!(]|\{\s|\bthen\b|\bdo\b|\belse\b", line):
         words = part.split()
@@ -174,7 +175,10 @@ def test_the_scan_reads_each_way_of_starting_a_program(tmp_path: Path) -> None:
         "subprocess.run(['--not-a-program'])\n"
     )
     assert python_programs(source) == {"nft", "ipset", "conntrack", "mmdebstrap"}
-    recipe = "\t@set -e; if [ -x $(BIN)/x ]; then rsync -a $$(mktemp -d) y && wrk -d1 | tee z; fi\n"
+    recipe = (
+        "\t@set -e; if [ -x $(BIN)/x ]; then rsync -a $$(mktemp -d) y && wrk -d1 | tee z; fi; "
+        "exit $$((a || b))\n"
+    )
     assert shell_programs(recipe_lines(without_make_references(recipe)), set()) == {
         "rsync",
         "mktemp",
