@@ -173,6 +173,10 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
                             "env": [
                                 {"name": "APP_ENV", "value": release.env},
                                 {"name": "APP_VERSION", "value": snapshot.tag},
+                                *(
+                                    {"name": name, "value": value}
+                                    for name, value in snapshot.variables
+                                ),
                             ],
                             # Liveness waits for the startup probe: a Pod that boots slowly on a
                             # busy node is not restarted before it could ever answer.

@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
+from testapp_operator import render
 from testapp_operator.cli import client, commands, core, views
 from testapp_operator.cli.core import CliError, Exit, Goal, State, Verdict
+from testapp_operator.release import DEFAULT_RESOURCES, Release
+from testapp_operator.revisions import Revision
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -893,17 +896,15 @@ def test_diff_defaults_and_deploy_preview() -> None:
     assert parser.parse_args(["diff", "dev", "--tag", "v9"]).tag == "v9"
 
 
-def test_the_spec_snapshot_has_the_shape_of_a_revision() -> None:
+def test_the_spec_snapshot_is_what_the_operator_would_store() -> None:
     spec = {"image": "r/app", "tag": "v2", "labels": {"team": "web"}}
-    assert views.spec_snapshot(spec) == {
-        "image": "r/app",
-        "tag": "v2",
-        "labels": {"team": "web"},
-        "resources": {
-            "requests": {"cpu": "50m", "memory": "64Mi"},
-            "limits": {"cpu": "500m", "memory": "256Mi"},
-        },
-    }
+    body = {"metadata": {"name": "test-app-dev", "uid": "u"}, "spec": {"env": "dev", **spec}}
+    release = Release.from_body(body)
+
+    stored = render.controller_revision(release, Revision(1, release.snapshot))["data"]
+
+    assert views.spec_snapshot(spec) == stored
+    assert stored["resources"] == DEFAULT_RESOURCES.to_data()
 
 
 # --- shell completion (kubectl_complete-testapp) -----------------------------------------------
