@@ -5,8 +5,8 @@ release's world (its body, its children by kind and name, its ControllerRevision
 what the shell remembers of earlier reconciles; `Actions` lists the writes in the order the shell
 makes them, the events to record once they succeeded, the log lines, and when to look again.
 
-Children come from `render.children` (and `render.child_keys`): a new kind of child needs a line
-there, a watch feeding `Observed.children`, and nothing here.
+Children come from `render.children` (and `render.child_keys`): a new kind of child is a row of
+`render.CHILDREN` (the watches, indexes and RBAC check follow it), and nothing here.
 """
 
 from __future__ import annotations

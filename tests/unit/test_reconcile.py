@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from testapp_operator.decide import STALE_GRACE
 from testapp_operator.events import EventRecorder
 from testapp_operator.queue import Result
-from testapp_operator.reconciler import CONFLICT_RETRY, Reconciler, World
+from testapp_operator.reconciler import CONFLICT_RETRY, Reconciler, Cache
 from testapp_operator.status import ERROR_MESSAGE_LIMIT
 
 from tests.unit.fake_kube import CREATED, FakeKube
@@ -311,7 +311,7 @@ async def test_a_deleted_release_is_forgotten_and_writes_nothing(h: Harness) -> 
 # --- two operators at once (docs/design.md, Two operators at once) -----------------------------
 
 
-def second_operator(h: Harness, world: World) -> Reconciler:
+def second_operator(h: Harness, world: Cache) -> Reconciler:
     return Reconciler(h.kube, world, EventRecorder(h.kube.event))
 
 
