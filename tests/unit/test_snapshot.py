@@ -163,3 +163,11 @@ def test_new_variables_are_a_new_revision_and_a_rollback_restores_the_old() -> N
         "env"
     ]
     assert {"name": "_FEATURE_X", "value": ""} not in env
+
+
+def test_the_clis_preview_is_what_the_operator_would_store() -> None:
+    spec = Release.from_body(body(labels={"team": "web"}, variables=VARIABLES))
+
+    stored = render.controller_revision(spec, Revision(1, spec.snapshot))["data"]
+
+    assert views.spec_snapshot(body(labels={"team": "web"}, variables=VARIABLES)["spec"]) == stored
