@@ -115,7 +115,7 @@ REJECTED: list[Any] = [
     pytest.param({"variables": [{"name": "A"}]}, "spec.variables[0].value", id="variable-no-value"),
     pytest.param(
         {"variables": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
-        "spec.variables[1]",
+        'spec.variables: duplicate entries for key [name="A"]',
         id="variable-twice",
     ),
     pytest.param(
