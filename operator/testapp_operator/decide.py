@@ -158,8 +158,8 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
         record = render.controller_revision(release, decided.create)
         # A revision recorded after its rollout began had its event from the one that began it.
         if decided.create.number != decided.deployed:
-            image = decided.create.snapshot.image_ref
-            message = f"revision {decided.create.number} created: {image}"
+            # What changed, from the snapshot's serialization (revisions.plan), and what runs.
+            message = f"{decided.message} ({decided.create.snapshot.image_ref})"
             events.append(Event("Normal", "RevisionCreated", message))
     prune = tuple(
         (f"{name}-{number}", Event("Normal", "Pruned", f"revision {number} pruned"))

@@ -207,6 +207,7 @@ def test_a_valid_release_is_accepted_with_defaults_filled(crd: LiveCluster, name
         },
         "paused": False,
         "ingressFrom": [{"namespaceSelector": {"matchLabels": {"testapp.dev/client": "true"}}}],
+        "variables": [],
     }
 
 
@@ -222,6 +223,7 @@ def test_a_release_using_every_field_is_accepted(crd: LiveCluster, name: str) ->
         "resources": {"requests": {"cpu": 1, "memory": "1Gi"}, "limits": {"cpu": "1.5"}},
         "paused": True,
         "digest": "sha256:" + "0123456789abcdef" * 4,
+        "variables": [{"name": "LOG_LEVEL", "value": "debug"}, {"name": "EMPTY", "value": ""}],
         "ingressFrom": [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}},
             {"namespaceSelector": {}, "podSelector": {"matchLabels": {"role": "prober"}}},

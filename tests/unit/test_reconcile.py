@@ -143,6 +143,22 @@ async def test_a_tag_change_applies_the_deployment_first_then_records_the_revisi
 
 
 @scenario
+async def test_the_revision_created_event_says_what_changed(h: Harness) -> None:
+    await h.settled()
+    h.kube.change_spec(NAME, tag="2", variables=[{"name": "LOG_LEVEL", "value": "debug"}])
+
+    await h.reconcile()
+
+    assert h.kube.events == [
+        (
+            "Normal",
+            "RevisionCreated",
+            f"revision 2 created: tag 1 -> 2, variables changed ({IMAGE}:2)",
+        )
+    ]
+
+
+@scenario
 async def test_a_failed_deployment_write_records_nothing_and_the_retry_records_once(
     h: Harness,
 ) -> None:
