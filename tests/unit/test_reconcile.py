@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from testapp_operator.decide import STALE_GRACE
 from testapp_operator.events import EventRecorder
 from testapp_operator.queue import Result
-from testapp_operator.reconciler import CONFLICT_RETRY, Reconciler, Cache
+from testapp_operator.reconciler import CONFLICT_RETRY, Cache, Reconciler
 from testapp_operator.status import ERROR_MESSAGE_LIMIT
 
 from tests.unit.fake_kube import CREATED, FakeKube
