@@ -110,7 +110,7 @@ demo: tools-demo cluster-up ## The main job: cluster, operator, four environment
 .PHONY: run
 run: venv ## Run the operator in the foreground against KUBECONFIG (default: the local cluster)
 	@export KUBECONFIG=$${KUBECONFIG:-$$($(CLUSTER) kubeconfig)}; \
-	$(BIN)/python -m testapp_operator.install crd && \
+	$(BIN)/python -m testapp_operator.delivery.install crd && \
 	exec $(BIN)/python -m testapp_operator --standalone
 
 # --- Delivery: images, rendered manifests, releases (docs/delivery.md). A person runs the same
@@ -276,11 +276,11 @@ history: guard-ENV venv ## The revisions of ENV's release, newest first (* marks
 
 .PHONY: install-crd
 install-crd: venv ## Install or upgrade the TestAppRelease CRD (server-side, taking over a client-side apply's fields); wait Established
-	$(BIN)/python -m testapp_operator.install crd
+	$(BIN)/python -m testapp_operator.delivery.install crd
 
 .PHONY: install-operator
 install-operator: guard-OPERATOR_IMAGE guard-OPERATOR_DIGEST venv ## Install or upgrade the CRDs, RBAC and operator (OPERATOR_IMAGE@OPERATOR_DIGEST); wait for its rollout
-	$(BIN)/python -m testapp_operator.install operator --image "$$OPERATOR_IMAGE" --digest "$$OPERATOR_DIGEST" \
+	$(BIN)/python -m testapp_operator.delivery.install operator --image "$$OPERATOR_IMAGE" --digest "$$OPERATOR_DIGEST" \
 	  $(if $(TIMEOUT),--timeout $(TIMEOUT))
 	$(KUBECTL) -n testapp-system rollout status deployment/testapp-operator --timeout=$(or $(TIMEOUT),300)s
 

@@ -16,7 +16,7 @@ export KUBECONFIG="$($CLUSTER kubeconfig)"
 export PATH="$PWD/$BIN:$PATH"   # `kubectl testapp` is the kubectl-testapp plugin in the venv
 
 step "Install the TestAppRelease CRD and start the operator"
-run $BIN/python -m testapp_operator.install crd
+run $BIN/python -m testapp_operator.delivery.install crd
 $CLUSTER operator
 
 if ! reason=$($CLUSTER node); then

@@ -73,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def crd(cluster: LiveCluster) -> None:
     """The TestAppRelease CRD installed and served, as `make install-crd` installs it."""
     subprocess.run(
-        [sys.executable, "-m", "testapp_operator.install", "crd"],
+        [sys.executable, "-m", "testapp_operator.delivery.install", "crd"],
         cwd=REPO,
         env=cluster.env,
         check=True,

@@ -28,13 +28,7 @@ def rendered(manifest: dict, image: str, tag: str, digest: str) -> list[dict]:
     }
     release = Release.from_body(body)
     revision = Revision(1, release.snapshot)
-    return [
-        render.namespace(release, revision),
-        render.deployment(release, revision),
-        render.service(release, revision),
-        *render.network_policies(release),
-        render.controller_revision(release, revision),
-    ]
+    return [*render.children(release, revision), render.controller_revision(release, revision)]
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 # fails the job with one line (the caller assigns, never `export X=$(...)`, which would hide it).
 #   KUBECONFIG set (a File variable of the environment, or the offline proof): it must be a
 #     non-empty file; an empty or missing one is an error, never "no kubeconfig";
-#   otherwise: GKE through Workload Identity (python -m testapp_operator.gcp, in the operator image).
+#   otherwise: GKE through Workload Identity (python -m testapp_operator.delivery.gcp, in the operator image).
 set -eu
 if [ -n "${KUBECONFIG:-}" ]; then
   [ -f "$KUBECONFIG" ] && [ -s "$KUBECONFIG" ] \
@@ -12,6 +12,6 @@ if [ -n "${KUBECONFIG:-}" ]; then
   exit 0
 fi
 path="${TMPDIR:-/tmp}/kubeconfig"
-python -m testapp_operator.gcp kubeconfig "$path" >/dev/null
+python -m testapp_operator.delivery.gcp kubeconfig "$path" >/dev/null
 [ -s "$path" ] || { echo "error: GKE credentials: no kubeconfig was written to $path" >&2; exit 1; }
 printf '%s\n' "$path"

@@ -2,7 +2,9 @@
 
 Names shared by every module (the API contract lives in docs/design.md):
 - GROUP, VERSION, PLURAL, KIND, API_VERSION: the TestAppRelease resource.
-- FIELD_MANAGER: the field manager of every write.
+- OPERATOR_NAME: who the operator is (managed-by label, events' source, peering, user agent).
+- FIELD_MANAGER: the field manager of every write the operator makes (the installer and the
+  plugin have their own: INSTALLER_FIELD_MANAGER, PLUGIN_FIELD_MANAGER).
 - APP, CONTAINER, HTTP_PORT: the fixed shape of what a release produces.
 - *_LABEL / *_ANNOTATION: keys the operator reads or writes.
 """
@@ -12,7 +14,8 @@ VERSION = "v1"
 PLURAL = "testappreleases"
 KIND = "TestAppRelease"
 API_VERSION = f"{GROUP}/{VERSION}"
-FIELD_MANAGER = "testapp-operator"
+OPERATOR_NAME = "testapp-operator"
+FIELD_MANAGER = OPERATOR_NAME
 
 APP = "test-app"
 CONTAINER = "app"

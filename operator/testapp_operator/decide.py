@@ -5,8 +5,8 @@ release's world (its body, its children by kind and name, its ControllerRevision
 what the shell remembers of earlier reconciles; `Actions` lists the writes in the order the shell
 makes them, the events to record once they succeeded, the log lines, and when to look again.
 
-Children come from `render.children` (and `render.child_keys`): a new kind of child needs a line
-there, a watch feeding `Observed.children`, and nothing here.
+Children come from `render.children` (and `render.child_keys`): a new kind of child is a row of
+`render.CHILDREN` (the watches, indexes and RBAC check follow it), and nothing here.
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
         record = render.controller_revision(release, decided.create)
         # A revision recorded after its rollout began had its event from the one that began it.
         if decided.create.number != decided.deployed:
-            image = decided.create.snapshot.image_ref
-            message = f"revision {decided.create.number} created: {image}"
+            # What changed, from the snapshot's serialization (revisions.plan), and what runs.
+            message = f"{decided.message} ({decided.create.snapshot.image_ref})"
             events.append(Event("Normal", "RevisionCreated", message))
     prune = tuple(
         (f"{name}-{number}", Event("Normal", "Pruned", f"revision {number} pruned"))

@@ -33,7 +33,7 @@ from testapp_operator import (
     CHANGE_CAUSE_ANNOTATION,
     CHANGED_BY_ANNOTATION,
     CHANGED_WITH_ANNOTATION,
-    FIELD_MANAGER,
+    OPERATOR_NAME,
     PROMOTED_FROM_ANNOTATION,
 )
 from testapp_operator.conditions import timestamp
@@ -221,7 +221,7 @@ def _entry(action: Action, target: Revision, request: Request, now: str) -> Entr
         tag=snapshot.tag,
         image=snapshot.image,
         digest=snapshot.digest or "",
-        by=_bounded(FIELD_MANAGER if automatic else request.by),
+        by=_bounded(OPERATOR_NAME if automatic else request.by),
         client="" if automatic else _bounded(request.client),
         cause=_bounded(_automatic_cause(target) if automatic else request.cause),
         # Any entry made while a restart is asked for carries it out: a new revision's rollout

@@ -17,14 +17,23 @@ from typing import Any
 
 import kopf
 
-from testapp_operator import FIELD_MANAGER, GROUP, PLURAL, RELEASE_LABEL, VERSION, health, metrics
+from testapp_operator import (
+    GROUP,
+    OPERATOR_NAME,
+    PLURAL,
+    RELEASE_LABEL,
+    VERSION,
+    health,
+    metrics,
+    render,
+)
 from testapp_operator.drift import compact
 from testapp_operator.events import EventRecorder
 from testapp_operator.kube import Kube
 from testapp_operator.queue import WorkQueue
-from testapp_operator.reconciler import Reconciler, World
+from testapp_operator.reconciler import Cache, Reconciler
 
-MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+MANAGED = {"app.kubernetes.io/managed-by": OPERATOR_NAME}
 # Spec changes are reconciled at once; child events wait a little so a rollout's burst of status
 # updates becomes one reconcile and one status write.
 CHILD_DELAY = 1.0
@@ -82,9 +91,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         memo.health = await health.serve(memo.readiness, functools.partial(ready, memo))
 
 
-async def ready(memo: kopf.Memo) -> health.Verdict:
+async def ready(memo: kopf.Memo) -> health.Readiness:
     if memo.standalone:
-        return health.Verdict(True, "standalone: started")
+        return health.Readiness(True, "standalone: started")
     status = await memo.shell.kube.peering_status(memo.peering)
     return health.readiness(status, memo.priority, memo.watch_clock.since(), datetime.now(UTC))
 
@@ -118,30 +127,16 @@ async def releases(name: str, body: kopf.Body, **_: Any) -> dict[str, str]:
     return {name: kept(body)}
 
 
-@kopf.index("", "v1", "namespaces", labels=MANAGED)
-async def namespaces(name: str, body: kopf.Body, **_: Any) -> dict[str, str]:
-    return {name: kept(body)}
+def _child_index(child: render.Child) -> Any:
+    """An index of one kind of child, by name: only the objects a release of that name would
+    have (a Deployment `x` in namespace `x`; a NetworkPolicy `x-default-deny` in `x`)."""
 
+    async def index(
+        name: str, namespace: str | None, body: kopf.Body, **_: Any
+    ) -> dict[str, str] | None:
+        return {name: kept(body)} if name in child.names(namespace or name) else None
 
-# A release's Deployment and Service are named like it and live in its namespace.
-@kopf.index("apps", "v1", "deployments", labels=MANAGED)
-async def deployments(
-    name: str, namespace: str, body: kopf.Body, **_: Any
-) -> dict[str, str] | None:
-    return {name: kept(body)} if name == namespace else None
-
-
-@kopf.index("", "v1", "services", labels=MANAGED)
-async def services(name: str, namespace: str, body: kopf.Body, **_: Any) -> dict[str, str] | None:
-    return {name: kept(body)} if name == namespace else None
-
-
-# A release's NetworkPolicies live in its namespace and are named `<release>-<purpose>`.
-@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
-async def networkpolicies(
-    name: str, namespace: str, body: kopf.Body, **_: Any
-) -> dict[str, str] | None:
-    return {name: kept(body)} if name.startswith(f"{namespace}-") else None
+    return index
 
 
 @kopf.index("apps", "v1", "controllerrevisions", labels={RELEASE_LABEL: kopf.PRESENT})
@@ -163,13 +158,10 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, W
             return lookup
 
         revisions = indexes["controllerrevisions"]
-        world = World(
+        world = Cache(
             release=one(indexes["releases"]),
             children={
-                "Namespace": one(indexes["namespaces"]),
-                "Deployment": one(indexes["deployments"]),
-                "Service": one(indexes["services"]),
-                "NetworkPolicy": one(indexes["networkpolicies"]),
+                child.kind.kind: one(indexes[child.kind.plural]) for child in render.CHILDREN
             },
             revisions=lambda key: [json.loads(text) for text in revisions.get(key, ())],
         )
@@ -181,14 +173,7 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, W
     return shell.reconciler, shell.queue
 
 
-INDEXES = (
-    "releases",
-    "namespaces",
-    "deployments",
-    "services",
-    "networkpolicies",
-    "controllerrevisions",
-)
+INDEXES = ("releases", *(child.kind.plural for child in render.CHILDREN), "controllerrevisions")
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -200,12 +185,8 @@ async def release_changed(name: str, type: str | None, memo: kopf.Memo, **kwargs
         queue.add(name)
 
 
-# A release's children all carry its name: the Namespace is named after it, the Deployment,
-# Service and NetworkPolicies live in that namespace.
-@kopf.on.event("", "v1", "namespaces", labels=MANAGED)
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-@kopf.on.event("", "v1", "services", labels=MANAGED)
-@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
+# A release's children all carry its name: the Namespace is named after it, the others live in
+# that namespace.
 async def child_changed(
     name: str,
     namespace: str | None,
@@ -219,3 +200,15 @@ async def child_changed(
     if type == "DELETED":
         reconciler.child_deleted(release, resource.kind, name)
     queue.add(release, CHILD_DELAY)
+
+
+def _watch(child: render.Child) -> None:
+    """Index one kind of child under its plural, and reconcile its release when one changes."""
+    group, version, plural = child.kind.group, child.kind.version, child.kind.plural
+    kopf.index(group, version, plural, labels=MANAGED, id=plural)(_child_index(child))
+    kopf.on.event(group, version, plural, labels=MANAGED, id=f"{plural}_changed")(child_changed)
+
+
+# Every kind a release produces (render.CHILDREN) is indexed and watched.
+for child in render.CHILDREN:
+    _watch(child)

@@ -29,7 +29,7 @@ WATCH_STALE = 30.0
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Readiness:
     ready: bool
     message: str
 
@@ -39,20 +39,20 @@ def readiness(
     priority: int,
     since_watch_event: float | None,
     now: datetime,
-) -> Verdict:
+) -> Readiness:
     """`peering_status`: the peering object's status (Kopf's peers by identity, each with
     priority, lifetime seconds and lastseen); `since_watch_event`: seconds since the handlers last
     saw the peering object (None: never)."""
     live = [peer for peer in _peers(peering_status) if peer[1] > now]
     if not any(peer[0] == priority for peer in live):
-        return Verdict(False, f"no live peering entry of priority {priority} yet")
+        return Readiness(False, f"no live peering entry of priority {priority} yet")
     if priority < max(peer[0] for peer in live):
-        return Verdict(True, "standby: a live peer, ready to take over")
+        return Readiness(True, "standby: a live peer, ready to take over")
     if since_watch_event is None:
-        return Verdict(False, "active: watches not delivering yet (initial listing)")
+        return Readiness(False, "active: watches not delivering yet (initial listing)")
     if since_watch_event > WATCH_STALE:
-        return Verdict(False, f"active: no watch event for {since_watch_event:.0f} s")
-    return Verdict(True, "active: watching")
+        return Readiness(False, f"active: no watch event for {since_watch_event:.0f} s")
+    return Readiness(True, "active: watching")
 
 
 def _peers(status: Mapping[str, Any] | None) -> list[tuple[int, datetime]]:
@@ -81,7 +81,7 @@ class WatchClock:
         return None if self._last is None else time.monotonic() - self._last
 
 
-async def serve(endpoint: str, check: Callable[[], Awaitable[Verdict]]) -> web.AppRunner:
+async def serve(endpoint: str, check: Callable[[], Awaitable[Readiness]]) -> web.AppRunner:
     """Answer GET <path of endpoint> with 200 when `check()` is ready, 503 otherwise."""
     parts = urllib.parse.urlsplit(endpoint)
     if parts.scheme != "http" or not parts.port:
@@ -91,7 +91,7 @@ async def serve(endpoint: str, check: Callable[[], Awaitable[Verdict]]) -> web.A
         try:
             verdict = await check()
         except Exception as error:  # the API server is unreachable: not ready, say why
-            verdict = Verdict(False, f"cannot read the peering object: {error}")
+            verdict = Readiness(False, f"cannot read the peering object: {error}")
         return web.Response(status=200 if verdict.ready else 503, text=verdict.message + "\n")
 
     app = web.Application()

@@ -73,7 +73,7 @@ class Client(Protocol):
 
 
 @dataclass(frozen=True)
-class World:
+class Cache:
     """Read access to what the watches have seen, by release name."""
 
     release: Lookup
@@ -94,7 +94,7 @@ class ReleaseState:
 
 
 class Reconciler:
-    def __init__(self, kube: Client, world: World, events: EventRecorder) -> None:
+    def __init__(self, kube: Client, world: Cache, events: EventRecorder) -> None:
         self.kube = kube
         self.world = world
         self.events = events

@@ -4,11 +4,13 @@ Public interface:
 - `Release.from_body(body) -> Release`: parse a TestAppRelease (dict as Kopf or the API gives it).
   CRD defaults are filled in when absent (an object stored before a field existed).
 - `Release.snapshot -> Snapshot`: the Pod-template inputs the spec asks for.
-- `Snapshot(image, tag, labels, resources, digest)`: what a revision records; `to_data()` /
-  `from_data()` give and read the ControllerRevision `data`; `fingerprint` is a short hash of it.
-  Labels and resources are sorted tuples, so two snapshots are equal exactly when they would
-  render the same Pod template. `reference` is what the container runs: `image:tag`, or
-  `image:tag@digest` when pinned by digest.
+- `Snapshot(image, tag, labels, resources, digest, variables)`: what a revision records.
+  `to_data()` is its one serialization: the ControllerRevision `data`, equality's `fingerprint`,
+  the CLI's preview and the "revision created" event all read it; `from_data()` reads it back and
+  `from_spec()` reads the same fields from a spec. Labels and resources are sorted tuples, so two
+  snapshots are equal exactly when they would render the same Pod template. `reference` is what
+  the container runs: `image:tag`, or `image:tag@digest` when pinned by digest. A Pod-template
+  field is added here (field, `to_data`, `_read`), in render.py, in the CRD and in the docs.
 - `Resources(requests, limits)`: container requests/limits as sorted (name, quantity) pairs.
 - `Peer(namespace_labels, pod_labels)`: one source allowed to reach the `http` port, a
   NetworkPolicy peer with matchLabels selectors; `DEFAULT_INGRESS_FROM` when the spec names none.
@@ -38,6 +40,13 @@ LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-
 LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 MAX_LABELS = 32
 LABEL_VALUE_MAX = 63
+# spec.variables: the container's environment variables, C-identifier names, in the given order.
+VARIABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_VARIABLES = 64
+VARIABLE_NAME_MAX = 128
+VARIABLE_VALUE_MAX = 4096
+# Set by the operator on every Pod (render.deployment); a release may not override them.
+RESERVED_VARIABLES = ("APP_ENV", "APP_VERSION")
 
 
 @dataclass(frozen=True)
@@ -142,15 +151,16 @@ DEFAULT_INGRESS_FROM = (Peer(namespace_labels=((CLIENT_NAMESPACE_LABEL, "true"),
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The Pod-template inputs of one revision: image, tag, labels, resources, digest (not
-    replicas). With a digest, a rollback to this revision runs the very bytes it ran before,
-    whatever the tag points to since."""
+    """The Pod-template inputs of one revision: image, tag, labels, resources, digest and
+    environment variables (not replicas). With a digest, a rollback to this revision runs the
+    very bytes it ran before, whatever the tag points to since."""
 
     image: str
     tag: str
     labels: Pairs = ()
     resources: Resources = field(default_factory=Resources)
     digest: str | None = None
+    variables: Pairs = ()  # (name, value), in the order the spec lists them
 
     @property
     def image_ref(self) -> str:
@@ -170,26 +180,45 @@ class Snapshot:
         return f"{self.image_ref}@{self.digest}" if self.digest else self.image_ref
 
     def to_data(self) -> dict[str, Any]:
-        """The ControllerRevision `data`: plain JSON with sorted keys (no digest key without a
-        digest: revisions stored before digests existed read back equal)."""
-        data = {
+        """The ControllerRevision `data`: plain JSON. A field added after revisions were stored
+        is left out while it is empty, so those revisions read back equal (no new revision on
+        upgrade): no digest key without a digest, no variables key without variables."""
+        data: dict[str, Any] = {
             "image": self.image,
             "tag": self.tag,
             "labels": dict(self.labels),
             "resources": self.resources.to_data(),
         }
-        return {**data, "digest": self.digest} if self.digest else data
+        if self.digest:
+            data["digest"] = self.digest
+        if self.variables:
+            data["variables"] = [{"name": name, "value": value} for name, value in self.variables]
+        return data
 
     @classmethod
     def from_data(cls, data: Any) -> Snapshot:
         """Read a ControllerRevision `data`; raises ReleaseError naming the bad `data.*` field."""
-        obj = _mapping(data, "data")
+        return cls._read(_mapping(data, "data"), "data", Resources())
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Snapshot:
+        """The snapshot a TestAppRelease spec asks for (CRD defaults filled in); raises
+        ReleaseError naming the bad `spec.*` field."""
+        return cls._read(spec, "spec", DEFAULT_RESOURCES)
+
+    @classmethod
+    def _read(cls, obj: Mapping[str, Any], where: str, resources: Resources) -> Snapshot:
         return cls(
-            image=_image(obj.get("image"), "data.image"),
-            tag=_tag(obj.get("tag"), "data.tag"),
-            labels=_labels(obj.get("labels", {}), "data.labels"),
-            resources=Resources.from_data(obj.get("resources", {}), "data.resources"),
-            digest=_digest(obj.get("digest"), "data.digest"),
+            image=_image(obj.get("image"), f"{where}.image"),
+            tag=_tag(obj.get("tag"), f"{where}.tag"),
+            labels=_labels(obj.get("labels") or {}, f"{where}.labels"),
+            resources=(
+                Resources.from_data(obj["resources"], f"{where}.resources")
+                if obj.get("resources") is not None
+                else resources
+            ),
+            digest=_digest(obj.get("digest"), f"{where}.digest"),
+            variables=_variables(obj.get("variables") or [], f"{where}.variables"),
         )
 
 
@@ -201,30 +230,23 @@ class Release:
     uid: str
     generation: int
     env: str
-    image: str
-    tag: str
+    snapshot: (
+        Snapshot  # what the spec asks to run now (deployed only when neither pinned nor paused)
+    )
     replicas: int = REPLICAS.default
-    labels: Pairs = ()
     pin: int | None = None
     history_limit: int = HISTORY_LIMIT.default
     progress_deadline_seconds: int = PROGRESS_DEADLINE.default
-    resources: Resources = DEFAULT_RESOURCES
     paused: bool = False
     change_cause: str = ""
     retry_at: str | None = None  # re-attempt a Failed latest revision created before this time
     restart_at: str | None = None  # replace the running Pods once per new value (no revision)
-    digest: str | None = None
     ingress_from: tuple[Peer, ...] = DEFAULT_INGRESS_FROM
 
     @property
     def namespace(self) -> str:
         """Every object a release produces lives in a namespace named after it."""
         return self.name
-
-    @property
-    def snapshot(self) -> Snapshot:
-        """What the spec asks to run now (deployed only when neither pinned nor paused)."""
-        return Snapshot(self.image, self.tag, self.labels, self.resources, self.digest)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Release:
@@ -241,10 +263,8 @@ class Release:
             uid=_string(metadata.get("uid"), "metadata.uid"),
             generation=_integer(metadata.get("generation"), "metadata.generation", _GENERATION),
             env=env,
-            image=_image(spec.get("image"), "spec.image"),
-            tag=_tag(spec.get("tag"), "spec.tag"),
+            snapshot=Snapshot.from_spec(spec),
             replicas=_integer(spec.get("replicas"), "spec.replicas", REPLICAS),
-            labels=_labels(spec.get("labels") or {}, "spec.labels"),
             pin=None if pin is None else _integer(pin, "spec.revision", PIN),
             history_limit=_integer(
                 spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", HISTORY_LIMIT
@@ -254,18 +274,12 @@ class Release:
                 "spec.progressDeadlineSeconds",
                 PROGRESS_DEADLINE,
             ),
-            resources=(
-                Resources.from_data(spec["resources"], "spec.resources")
-                if spec.get("resources") is not None
-                else DEFAULT_RESOURCES
-            ),
             paused=_boolean(spec.get("paused", False), "spec.paused"),
             retry_at=_timestamp(spec.get("retryAt"), "spec.retryAt"),
             restart_at=_timestamp(spec.get("restartAt"), "spec.restartAt"),
             change_cause=_string(
                 annotations.get(CHANGE_CAUSE_ANNOTATION, ""), "metadata.annotations", empty=True
             ),
-            digest=_digest(spec.get("digest"), "spec.digest"),
             ingress_from=(
                 _peers(spec["ingressFrom"], "spec.ingressFrom")
                 if spec.get("ingressFrom") is not None
@@ -374,6 +388,41 @@ def _labels(value: Any, where: str) -> Pairs:
         if not isinstance(val, str) or len(val) > LABEL_VALUE_MAX or not LABEL_VALUE_RE.match(val):
             raise ReleaseError(f"{where}[{key}]", f"{val!r} is not a valid label value")
     return tuple(sorted(labels.items()))
+
+
+def _variables(value: Any, where: str) -> Pairs:
+    if not isinstance(value, list):
+        raise ReleaseError(where, f"must be a list of {{name, value}}, not {type(value).__name__}")
+    if len(value) > MAX_VARIABLES:
+        raise ReleaseError(where, f"at most {MAX_VARIABLES} variables, not {len(value)}")
+    pairs: dict[str, str] = {}
+    for i, item in enumerate(value):
+        variable = _mapping(item, f"{where}[{i}]")
+        unknown = sorted(set(variable) - {"name", "value"})
+        if unknown:
+            raise ReleaseError(f"{where}[{i}]", f"only name and value are supported, not {unknown}")
+        name, text = variable.get("name"), variable.get("value")
+        if (
+            not isinstance(name, str)
+            or len(name) > VARIABLE_NAME_MAX
+            or not VARIABLE_NAME_RE.match(name)
+        ):
+            raise ReleaseError(
+                f"{where}[{i}].name",
+                f"must match {VARIABLE_NAME_RE.pattern} (at most {VARIABLE_NAME_MAX}), "
+                f"not {name!r}",
+            )
+        if name in RESERVED_VARIABLES:
+            raise ReleaseError(f"{where}[{i}].name", f"{name} is set by the operator")
+        if name in pairs:
+            raise ReleaseError(f"{where}[{i}].name", f"{name} is listed twice")
+        if not isinstance(text, str) or len(text) > VARIABLE_VALUE_MAX:
+            raise ReleaseError(
+                f"{where}[{i}].value",
+                f"must be a string of at most {VARIABLE_VALUE_MAX} characters, not {text!r:.40}",
+            )
+        pairs[name] = text
+    return tuple(pairs.items())
 
 
 def _valid_label_key(key: Any) -> bool:

@@ -9,6 +9,7 @@ during a rollout) and the network policies only ours: a tag change rewrites neit
 Public interface (`revision` is the `revisions.Revision` to run: its snapshot decides image, tag,
 digest, labels and resources; replicas, env, the progress deadline and `ingressFrom` come from the
 release):
+- `CHILDREN`: the kinds a release produces (kinds.Kind, renderer, names), in apply order.
 - `children(release, revision)`: every object the release runs on, each function below once.
 - `namespace(release, revision)`: the Namespace, Pod Security `restricted` enforced.
 - `deployment(release, revision)`: the Deployment; Pod template annotated with the revision.
@@ -24,6 +25,8 @@ release):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from testapp_operator import (
@@ -31,16 +34,18 @@ from testapp_operator import (
     APP,
     CHANGE_CAUSE_ANNOTATION,
     CONTAINER,
-    FIELD_MANAGER,
     GENERATION_LABEL,
     HTTP_PORT,
     KIND,
+    OPERATOR_NAME,
     OUTCOME_ANNOTATION,
     RELEASE_LABEL,
     RESTARTED_AT_ANNOTATION,
     REVISION_ANNOTATION,
     SNAPSHOT_LABEL,
+    kinds,
 )
+from testapp_operator.kinds import Kind
 from testapp_operator.release import Release
 from testapp_operator.revisions import Revision
 
@@ -86,23 +91,27 @@ def _release_labels(release: Release) -> dict[str, str]:
         **selector(release),
         "app.kubernetes.io/name": APP,
         "app.kubernetes.io/instance": release.name,
-        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+        "app.kubernetes.io/managed-by": OPERATOR_NAME,
     }
 
 
+@dataclass(frozen=True)
+class Child:
+    """One kind of object a release produces: its API kind (kinds.py), how it is rendered, and
+    the names it has for a release (all of them in the release's namespace, but the Namespace)."""
+
+    kind: Kind
+    render: Callable[[Release, Revision], list[dict[str, Any]]]
+    names: Callable[[str], list[str]]
+
+
 def children(release: Release, revision: Revision) -> list[dict[str, Any]]:
-    return [
-        namespace(release, revision),
-        deployment(release, revision),
-        service(release, revision),
-        *network_policies(release),
-    ]
+    return [obj for child in CHILDREN for obj in child.render(release, revision)]
 
 
 def child_keys(name: str) -> list[tuple[str, str]]:
     """(kind, name) of every object `children` produces for the release `name`."""
-    policies = [("NetworkPolicy", _policy_name(name, purpose)) for purpose in POLICY_PURPOSES]
-    return [("Namespace", name), ("Deployment", name), ("Service", name), *policies]
+    return [(child.kind.kind, child_name) for child in CHILDREN for child_name in child.names(name)]
 
 
 # A release's NetworkPolicies: `<release>-<purpose>`.
@@ -173,6 +182,10 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
                             "env": [
                                 {"name": "APP_ENV", "value": release.env},
                                 {"name": "APP_VERSION", "value": snapshot.tag},
+                                *(
+                                    {"name": name, "value": value}
+                                    for name, value in snapshot.variables
+                                ),
                             ],
                             # Liveness waits for the startup probe: a Pod that boots slowly on a
                             # busy node is not restarted before it could ever answer.
@@ -289,3 +302,25 @@ def _probe(path: str, period: int, failures: int = 3) -> dict[str, Any]:
         "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
         "failureThreshold": failures,
     }
+
+
+def _one(render: Callable[[Release, Revision], dict[str, Any]]) -> Callable[..., list[Any]]:
+    return lambda release, revision: [render(release, revision)]
+
+
+def _release_name(release: str) -> list[str]:
+    return [release]
+
+
+def _policy_names(release: str) -> list[str]:
+    return [_policy_name(release, purpose) for purpose in POLICY_PURPOSES]
+
+
+# The one table of what a release produces, in the order it is applied: the watches, the indexes
+# (handlers.py), the fake API server (tests/unit/fake_kube.py) and the RBAC check follow it.
+CHILDREN = (
+    Child(kinds.NAMESPACE, _one(namespace), _release_name),
+    Child(kinds.DEPLOYMENT, _one(deployment), _release_name),
+    Child(kinds.SERVICE, _one(service), _release_name),
+    Child(kinds.NETWORK_POLICY, lambda release, _: network_policies(release), _policy_names),
+)

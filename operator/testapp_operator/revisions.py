@@ -239,18 +239,19 @@ def _instant(timestamp: str) -> datetime:
 
 
 def _describe(old: Snapshot, new: Snapshot) -> str:
-    """What changed between two snapshots, for the log line and the event."""
-    changes = [
-        f"{name} {getattr(old, name)} -> {getattr(new, name)}"
-        for name in ("image", "tag", "digest")
-        if getattr(old, name) != getattr(new, name)
-    ]
-    changes += [
-        f"{name} changed"
-        for name in ("labels", "resources")
-        if getattr(old, name) != getattr(new, name)
-    ]
-    return ", ".join(changes)
+    """What changed between two snapshots, for the log line and the event: every key of their
+    one serialization that differs, a plain value as `old -> new`, a list or map as `changed`."""
+    before, after = old.to_data(), new.to_data()
+    changed = [key for key in {**before, **after} if before.get(key) != after.get(key)]
+    plain = [key for key in changed if _plain(before.get(key)) and _plain(after.get(key))]
+    return ", ".join(
+        [f"{key} {before.get(key)} -> {after.get(key)}" for key in plain]
+        + [f"{key} changed" for key in changed if key not in plain]
+    )
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, str | int)
 
 
 def _handover(running: Revision | None, target: Revision) -> dict[int, Outcome]:

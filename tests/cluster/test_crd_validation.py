@@ -108,6 +108,31 @@ REJECTED: list[Any] = [
     pytest.param({"labels": {f"k{i}": "v" for i in range(5000)}}, "spec.labels", id="labels-huge"),
     pytest.param({"resources": {"limits": {"cpu": "lots"}}}, "spec.resources", id="quantity"),
     pytest.param({"resources": {"claims": []}}, "spec.resources.claims", id="resources-claims"),
+    pytest.param({"variables": {"A": "1"}}, "spec.variables", id="variables-not-a-list"),
+    pytest.param(
+        {"variables": [{"name": "1A", "value": "x"}]}, "spec.variables[0].name", id="variable-name"
+    ),
+    pytest.param({"variables": [{"name": "A"}]}, "spec.variables[0].value", id="variable-no-value"),
+    pytest.param(
+        {"variables": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
+        'spec.variables: duplicate entries for key [name="A"]',
+        id="variable-twice",
+    ),
+    pytest.param(
+        {"variables": [{"name": "APP_ENV", "value": "prd"}]},
+        "spec.variables may not set APP_ENV",
+        id="variable-reserved",
+    ),
+    pytest.param(
+        {"variables": [{"name": "A", "value": "x" * 4097}]},
+        "spec.variables[0].value",
+        id="variable-value-too-long",
+    ),
+    pytest.param(
+        {"variables": [{"name": f"V{i}", "value": ""} for i in range(65)]},
+        "spec.variables",
+        id="variables-over-64",
+    ),
     pytest.param({"replica": 3}, "spec.replica", id="unknown-field-typo"),
     pytest.param({"port": 9000}, "spec.port", id="unknown-field"),
 ]
@@ -182,6 +207,7 @@ def test_a_valid_release_is_accepted_with_defaults_filled(crd: LiveCluster, name
         },
         "paused": False,
         "ingressFrom": [{"namespaceSelector": {"matchLabels": {"testapp.dev/client": "true"}}}],
+        "variables": [],
     }
 
 
@@ -197,6 +223,7 @@ def test_a_release_using_every_field_is_accepted(crd: LiveCluster, name: str) ->
         "resources": {"requests": {"cpu": 1, "memory": "1Gi"}, "limits": {"cpu": "1.5"}},
         "paused": True,
         "digest": "sha256:" + "0123456789abcdef" * 4,
+        "variables": [{"name": "LOG_LEVEL", "value": "debug"}, {"name": "EMPTY", "value": ""}],
         "ingressFrom": [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}},
             {"namespaceSelector": {}, "podSelector": {"matchLabels": {"role": "prober"}}},

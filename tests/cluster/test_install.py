@@ -90,7 +90,7 @@ def test_install_crd_installs_a_fresh_crd_and_waits_until_it_is_served(
 ) -> None:
     directory, name = fresh_crd_dir
     result = subprocess.run(
-        [sys.executable, "-m", "testapp_operator.install", "crd", directory],
+        [sys.executable, "-m", "testapp_operator.delivery.install", "crd", directory],
         env=cluster.env,
         capture_output=True,
         text=True,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from kubernetes.config import kube_config
 from testapp_dev import LiveCluster
 from testapp_operator.kube import Kube
 
@@ -18,8 +17,7 @@ def test_every_kind_of_call_hands_its_connection_back(
 ) -> None:
     """Calls one after another share one connection: a response left unread (a delete's, an
     Event's) used to keep its connection, so the next call paid for a new TLS handshake."""
-    # The client read $KUBECONFIG when it was imported; point it at this cluster.
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", cluster.kubeconfig)
+    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
     revision = {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
@@ -40,7 +38,7 @@ def test_every_kind_of_call_hands_its_connection_back(
     kube = Kube(threads=2)
     try:
         asyncio.run(calls(kube))
-        pool = kube._api.rest_client.pool_manager.connection_from_url(cluster.server)
+        pool = kube._api.client.rest_client.pool_manager.connection_from_url(cluster.server)
         assert pool.num_connections == 1
     finally:
         kube.close()

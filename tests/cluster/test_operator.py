@@ -183,6 +183,25 @@ def test_setting_revision_pins_the_old_tag_and_later_tags_wait(
     assert [h["tag"] for h in forward["status"]["history"]] == ["3.0.0", "2.0.0", "1.0.0"]
 
 
+def test_variables_reach_the_pods_and_a_rollback_restores_them(
+    cluster: LiveCluster, operator: OperatorProcess
+) -> None:
+    name = unique()
+    create(cluster, name, tag="1.0.0", variables=[{"name": "LOG_LEVEL", "value": "info"}])
+
+    patch(cluster, name, {"spec": {"variables": [{"name": "LOG_LEVEL", "value": "debug"}]}})
+    wait_ready(cluster, name, revision=2)
+    debug = cluster.get("deployment", name, "-n", name)["spec"]["template"]["spec"]
+    patch(cluster, name, {"spec": {"revision": 1}})
+    wait_ready(cluster, name, revision=1)
+    info = cluster.get("deployment", name, "-n", name)["spec"]["template"]["spec"]
+
+    assert {"name": "LOG_LEVEL", "value": "debug"} in debug["containers"][0]["env"]
+    assert {"name": "LOG_LEVEL", "value": "info"} in info["containers"][0]["env"]
+    created = [e["message"] for e in events(cluster, name) if e["reason"] == "RevisionCreated"]
+    assert any("variables changed" in message for message in created), created
+
+
 def test_kubectl_scale_is_honoured_while_pinned_and_creates_no_revision(
     cluster: LiveCluster, operator: OperatorProcess
 ) -> None:

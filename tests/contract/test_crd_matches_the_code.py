@@ -5,6 +5,7 @@ build runs those with operator/ alone, without crds/ or the Makefile."""
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,26 @@ def test_phases_and_outcomes_are_the_crds_enums() -> None:
     assert tuple(STATUS["phase"]["enum"]) == PHASES
     outcome = STATUS["history"]["items"]["properties"]["outcome"]
     assert outcome["enum"] == [str(o) for o in Outcome]
+
+
+def test_the_variables_rules_are_the_crds() -> None:
+    declared = SPEC["variables"]
+    item = declared["items"]
+    assert declared["maxItems"] == release.MAX_VARIABLES
+    assert declared["x-kubernetes-list-map-keys"] == ["name"]  # names are unique
+    assert item["required"] == ["name", "value"]
+    assert set(item["properties"]) == {"name", "value"}
+    assert item["properties"]["name"]["pattern"] == release.VARIABLE_NAME_RE.pattern
+    assert item["properties"]["name"]["maxLength"] == release.VARIABLE_NAME_MAX
+    assert item["properties"]["value"]["maxLength"] == release.VARIABLE_VALUE_MAX
+    (reserved,) = (rule["rule"] for rule in item["x-kubernetes-validations"])
+    assert reserved == f"!(self.name in {list(release.RESERVED_VARIABLES)})"
+
+
+def test_every_snapshot_field_is_in_the_crd() -> None:
+    """A Pod-template field added to the Snapshot without its CRD schema fails here."""
+    data = release.Snapshot(
+        "r/app", "1", (("a", "b"),), release.DEFAULT_RESOURCES, "sha256:" + "0" * 64, (("A", ""),)
+    ).to_data()
+    assert set(data) <= set(SPEC)
+    assert {f.name for f in fields(release.Snapshot)} == set(data)

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
-from testapp_operator import RELEASE_LABEL
-from testapp_operator.reconciler import World
+from testapp_operator import RELEASE_LABEL, render
+from testapp_operator.reconciler import Cache
 
 Body = dict[str, Any]
 CREATED = "2026-01-02T03:04:05Z"
@@ -70,7 +70,7 @@ class FakeKube:
 
     # --- what a test arranges ------------------------------------------------------------------
 
-    def world(self, *, frozen: bool = False) -> World:
+    def world(self, *, frozen: bool = False) -> Cache:
         """What a watch delivers: everything at once, or (frozen) what exists now and nothing
         later, as a watch that lags behind the writes."""
         objects = copy.deepcopy(self.objects) if frozen else self.objects
@@ -78,11 +78,9 @@ class FakeKube:
         def one(kind: str) -> Any:
             return lambda name: copy.deepcopy(objects.get((kind, name)))
 
-        return World(
+        return Cache(
             release=one("TestAppRelease"),
-            children={
-                kind: one(kind) for kind in ("Namespace", "Deployment", "Service", "NetworkPolicy")
-            },
+            children={child.kind.kind: one(child.kind.kind) for child in render.CHILDREN},
             revisions=lambda release: [
                 copy.deepcopy(body)
                 for (kind, _), body in objects.items()

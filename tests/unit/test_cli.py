@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -13,8 +13,9 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 from testapp_operator.cli import client, commands, core, views
 from testapp_operator.cli.core import CliError, Exit, Goal, State, Verdict
+from testapp_operator.release import DEFAULT_RESOURCES, Snapshot
 
-NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
+NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=timezone.utc)  # noqa: UP017 (the plugin runs on 3.10)
 
 
 def entry(revision: int, tag: str, outcome: str, **extra: Any) -> dict[str, Any]:
@@ -893,17 +894,11 @@ def test_diff_defaults_and_deploy_preview() -> None:
     assert parser.parse_args(["diff", "dev", "--tag", "v9"]).tag == "v9"
 
 
-def test_the_spec_snapshot_has_the_shape_of_a_revision() -> None:
+def test_the_spec_snapshot_is_the_snapshots_one_serialization() -> None:
     spec = {"image": "r/app", "tag": "v2", "labels": {"team": "web"}}
-    assert views.spec_snapshot(spec) == {
-        "image": "r/app",
-        "tag": "v2",
-        "labels": {"team": "web"},
-        "resources": {
-            "requests": {"cpu": "50m", "memory": "64Mi"},
-            "limits": {"cpu": "500m", "memory": "256Mi"},
-        },
-    }
+
+    assert views.spec_snapshot(spec) == Snapshot.from_spec(spec).to_data()
+    assert views.spec_snapshot(spec)["resources"] == DEFAULT_RESOURCES.to_data()
 
 
 # --- shell completion (kubectl_complete-testapp) -----------------------------------------------

@@ -7,7 +7,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from testapp_operator import gcp
+from testapp_operator.delivery import gcp
 
 ENVIRON = {
     "GITLAB_OIDC_TOKEN": "header.payload.signature",

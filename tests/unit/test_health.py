@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from testapp_operator.health import WATCH_STALE, Verdict, readiness
+from testapp_operator.health import WATCH_STALE, Readiness, readiness
 
 NOW = datetime(2026, 12, 2, 1, 0, 0, tzinfo=UTC)
 
@@ -22,7 +22,7 @@ def status(*peers: dict) -> dict:
 def test_the_active_replica_is_ready_while_its_watches_deliver() -> None:
     verdict = readiness(status(peer(9), peer(3)), 9, since_watch_event=2.0, now=NOW)
 
-    assert verdict == Verdict(True, "active: watching")
+    assert verdict == Readiness(True, "active: watching")
 
 
 @pytest.mark.parametrize(
@@ -35,20 +35,20 @@ def test_the_active_replica_is_ready_while_its_watches_deliver() -> None:
 def test_the_active_replica_is_not_ready_when_its_watches_are_silent(
     since: float | None, message: str
 ) -> None:
-    assert readiness(status(peer(9), peer(3)), 9, since, NOW) == Verdict(False, message)
+    assert readiness(status(peer(9), peer(3)), 9, since, NOW) == Readiness(False, message)
 
 
 def test_a_standby_with_a_fresh_keepalive_is_ready_to_take_over() -> None:
     # Paused by Kopf, it sees no watch event: that is expected of a standby.
     verdict = readiness(status(peer(9), peer(3)), 3, since_watch_event=None, now=NOW)
 
-    assert verdict == Verdict(True, "standby: a live peer, ready to take over")
+    assert verdict == Readiness(True, "standby: a live peer, ready to take over")
 
 
 def test_a_replica_whose_keepalive_expired_is_not_ready() -> None:
     verdict = readiness(status(peer(9), peer(3, seen_ago=20)), 3, None, NOW)
 
-    assert verdict == Verdict(False, "no live peering entry of priority 3 yet")
+    assert verdict == Readiness(False, "no live peering entry of priority 3 yet")
 
 
 def test_a_replica_not_yet_in_the_peering_object_is_not_ready() -> None:

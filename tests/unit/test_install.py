@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from testapp_operator import install
+from testapp_operator.delivery import install
 
 DIGEST = "sha256:" + "ab" * 32
 OPERATOR = {
@@ -61,7 +61,7 @@ def test_the_operator_runs_the_image_by_digest() -> None:
 MANAGED = [
     {"manager": "kubectl-client-side-apply", "operation": "Update"},
     {"manager": "kubectl", "operation": "Apply"},
-    {"manager": install.FIELD_MANAGER, "operation": "Apply"},
+    {"manager": install.INSTALLER_FIELD_MANAGER, "operation": "Apply"},
     {"manager": "kube-apiserver", "operation": "Update", "subresource": "status"},
     {"manager": "kube-controller-manager", "operation": "Update"},
 ]
@@ -90,12 +90,12 @@ def deployment(generation: int = 2, **status: int) -> dict:
 @pytest.mark.parametrize(
     ("body", "done", "message"),
     [
-        (deployment(generation=3), False, "spec update to be observed"),
-        (deployment(updatedReplicas=1), False, "1 of 2 updated replicas are available"),
+        (deployment(generation=3), False, "to observe the new template"),
+        (deployment(updatedReplicas=1), False, "1 of 2 new replicas updated"),
         (
             deployment(updatedReplicas=2, replicas=3),
             False,
-            "1 old replicas are pending termination",
+            "1 old replicas pending termination",
         ),
         (deployment(updatedReplicas=2, replicas=2, availableReplicas=1), False, "1 of 2 updated"),
         (
@@ -105,15 +105,15 @@ def deployment(generation: int = 2, **status: int) -> dict:
         ),
     ],
 )
-def test_rollout_is_judged_as_kubectl_rollout_status_judges_it(
+def test_rollout_is_judged_as_the_operator_judges_its_deployments(
     body: dict, done: bool, message: str
 ) -> None:
-    assert install.rollout(body)[0] is done
-    assert message in install.rollout(body)[1]
+    assert install.rollout_progress(body)[0] is done
+    assert message in install.rollout_progress(body)[1]
 
 
 def test_a_rollout_past_its_deadline_fails() -> None:
     body = deployment()
     body["status"]["conditions"] = [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]
     with pytest.raises(install.InstallError, match="exceeded its progress deadline"):
-        install.rollout(body)
+        install.rollout_progress(body)

@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from testapp_operator.decide import STALE_GRACE
 from testapp_operator.events import EventRecorder
 from testapp_operator.queue import Result
-from testapp_operator.reconciler import CONFLICT_RETRY, Reconciler, World
+from testapp_operator.reconciler import CONFLICT_RETRY, Cache, Reconciler
 from testapp_operator.status import ERROR_MESSAGE_LIMIT
 
 from tests.unit.fake_kube import CREATED, FakeKube
@@ -140,6 +140,22 @@ async def test_a_tag_change_applies_the_deployment_first_then_records_the_revisi
         ("patch", "TestAppRelease/status", NAME),
     ]
     assert sorted(h.kube.revisions(NAME)) == [1, 2]
+
+
+@scenario
+async def test_the_revision_created_event_says_what_changed(h: Harness) -> None:
+    await h.settled()
+    h.kube.change_spec(NAME, tag="2", variables=[{"name": "LOG_LEVEL", "value": "debug"}])
+
+    await h.reconcile()
+
+    assert h.kube.events == [
+        (
+            "Normal",
+            "RevisionCreated",
+            f"revision 2 created: tag 1 -> 2, variables changed ({IMAGE}:2)",
+        )
+    ]
 
 
 @scenario
@@ -311,7 +327,7 @@ async def test_a_deleted_release_is_forgotten_and_writes_nothing(h: Harness) -> 
 # --- two operators at once (docs/design.md, Two operators at once) -----------------------------
 
 
-def second_operator(h: Harness, world: World) -> Reconciler:
+def second_operator(h: Harness, world: Cache) -> Reconciler:
     return Reconciler(h.kube, world, EventRecorder(h.kube.event))
 
 

@@ -35,14 +35,11 @@ def test_a_minimal_release_gets_the_crd_defaults() -> None:
         uid="uid-1",
         generation=3,
         env="dev",
-        image="registry.example.com/test-app",
-        tag="1.0.0",
+        snapshot=Snapshot("registry.example.com/test-app", "1.0.0", resources=DEFAULT_RESOURCES),
         replicas=1,
-        labels=(),
         pin=None,
         history_limit=10,
         progress_deadline_seconds=180,
-        resources=DEFAULT_RESOURCES,
         paused=False,
         change_cause="",
     )
@@ -64,8 +61,8 @@ def test_every_field_is_read() -> None:
 
     assert (release.replicas, release.pin, release.history_limit) == (3, 2, 5)
     assert release.progress_deadline_seconds == 60
-    assert release.labels == (("team", "web"), ("tier", "frontend"))
-    assert release.resources == Resources(
+    assert release.snapshot.labels == (("team", "web"), ("tier", "frontend"))
+    assert release.snapshot.resources == Resources(
         requests=(("cpu", "100m"),), limits=(("cpu", "1"), ("memory", "1Gi"))
     )
     assert release.paused is True
@@ -131,7 +128,7 @@ def test_integer_quantities_compare_equal_to_their_string_form() -> None:
     ],
 )
 def test_repositories_without_tag_are_accepted(image: str) -> None:
-    assert Release.from_body(body(image=image)).image == image
+    assert Release.from_body(body(image=image)).snapshot.image == image
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,8 @@ RELEASE = Release(
     uid="uid-7",
     generation=4,
     env="prd",
-    image=IMAGE,
-    tag="2.0.0",
+    snapshot=Snapshot(IMAGE, "2.0.0", labels=(("team", "web"),)),
     replicas=3,
-    labels=(("team", "web"),),
     progress_deadline_seconds=120,
 )
 REVISION = Revision(5, RELEASE.snapshot, Outcome.READY, "pipeline 12")
@@ -314,7 +312,7 @@ def test_an_empty_ingress_list_admits_nobody_and_renders_as_the_server_stores_it
 
 def test_network_policies_do_not_change_with_the_revision() -> None:
     # No write for them on every rollout: they carry the release's labels, not the tag.
-    retagged = replace(RELEASE, tag="9.9.9", labels=(("team", "other"),))
+    retagged = replace(RELEASE, snapshot=Snapshot(IMAGE, "9.9.9", labels=(("team", "other"),)))
 
     assert render.network_policies(retagged) == render.network_policies(RELEASE)
     for policy in render.network_policies(RELEASE):

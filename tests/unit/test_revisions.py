@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import pytest
@@ -19,12 +19,22 @@ from testapp_operator.rollout import Rollout
 
 P, R, F, S = Outcome.PROGRESSING, Outcome.READY, Outcome.FAILED, Outcome.SUPERSEDED
 IMAGE = "registry.example.com/test-app"
+SNAPSHOT_FIELDS = {field.name for field in fields(Snapshot)}
 
 
 def release(tag: str = "1.0.0", **fields: Any) -> Release:
-    return Release(
-        name="test-app-dev", uid="uid-1", generation=1, env="dev", image=IMAGE, tag=tag, **fields
+    return changed(
+        Release(
+            name="test-app-dev", uid="uid-1", generation=1, env="dev", snapshot=Snapshot(IMAGE, tag)
+        ),
+        **fields,
     )
+
+
+def changed(spec: Release, **fields: Any) -> Release:
+    """`spec` with some fields changed, the snapshot's among them (labels, digest, ...)."""
+    pod_template = {name: fields.pop(name) for name in SNAPSHOT_FIELDS & set(fields)}
+    return replace(spec, snapshot=replace(spec.snapshot, **pod_template), **fields)
 
 
 def snap(tag: str) -> Snapshot:
@@ -90,14 +100,14 @@ def test_an_unchanged_world_changes_nothing() -> None:
 def test_only_pod_template_inputs_make_a_new_revision(
     change: dict[str, Any], new_revision: bool
 ) -> None:
-    result = plan(replace(release("2"), **change), history(R, R), running(2))
+    result = plan(changed(release("2"), **change), history(R, R), running(2))
 
     assert (result.create is not None) == new_revision
     assert result.decision is (Decision.CREATED if new_revision else Decision.UNCHANGED)
 
 
 def test_a_new_revision_says_what_changed() -> None:
-    spec = replace(release("3"), labels=(("team", "web"),))
+    spec = changed(release("3"), labels=(("team", "web"),))
 
     result = plan(spec, history(R, R), running(2))
 
@@ -109,7 +119,7 @@ def test_a_new_digest_for_the_same_tag_is_a_new_revision_and_says_so() -> None:
     old, new = "sha256:" + "1" * 64, "sha256:" + "2" * 64
     ran = [Revision(1, replace(snap("1"), digest=old), R)]
 
-    result = plan(replace(release("1"), digest=new), ran, running(1))
+    result = plan(changed(release("1"), digest=new), ran, running(1))
 
     assert result.create.snapshot.digest == new
     assert result.message == f"revision 2 created: digest {old} -> {new}"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from testapp_operator.release import Release
+from testapp_operator.release import Release, Snapshot
 from testapp_operator.revisions import Outcome, Revision, plan
 from testapp_operator.rollout import Rollout, observe_deployment
 from testapp_operator.status import compute_status
@@ -107,8 +107,14 @@ def test_the_running_revision_comes_from_the_pod_template(
 
 
 def release(tag: str = "2", **fields: Any) -> Release:
+    digest = fields.pop("digest", None)
     return Release(
-        name="test-app-dev", uid="u", generation=6, env="dev", image=IMAGE, tag=tag, **fields
+        name="test-app-dev",
+        uid="u",
+        generation=6,
+        env="dev",
+        snapshot=Snapshot(IMAGE, tag, digest=digest),
+        **fields,
     )
 
 

@@ -7,17 +7,15 @@ of the plugin's start time, and `--help`, completion and bad input need none of 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import urllib3
-from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
-from testapp_operator import GROUP, PLURAL, RELEASE_LABEL, VERSION
+from testapp_operator import GROUP, PLURAL, RELEASE_LABEL, api
 from testapp_operator.cli.core import RESOURCE, CliError, Exit, TransientError
+from testapp_operator.kinds import CONTROLLER_REVISION, POD, RELEASE
 
 # Our writes show up under this manager in managedFields (and in the deployment log's CLIENT).
 PLUGIN_FIELD_MANAGER = "kubectl-testapp"
@@ -59,41 +57,31 @@ def api_error(error: ApiException, what: str) -> CliError:
     return CliError(f"{what}: {error.status} {error.reason}: {message}")
 
 
-def load_api_client(kubeconfig: str | None, context: str | None) -> client.ApiClient:
-    """Like kubectl: --kubeconfig, else $KUBECONFIG, else ~/.kube/config, else in-cluster."""
+def connect(kubeconfig: str | None, context: str | None) -> ReleaseClient:
+    """Credentials in the one order (api.load_configuration): like kubectl, an asked-for
+    kubeconfig that cannot be loaded is an error naming it."""
     try:
-        return config.new_client_from_config(config_file=kubeconfig, context=context)
-    except ConfigException as error:
-        if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            configuration = client.Configuration()
-            config.load_incluster_config(client_configuration=configuration)
-            return client.ApiClient(configuration)
-        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise CliError(
-            f"no usable kubeconfig at {where} ({str(error).rstrip('.')}); "
-            "pass --kubeconfig or set KUBECONFIG",
-            Exit.UNREACHABLE,
-        ) from error
+        return ReleaseClient(api.connect(kubeconfig, context))
+    except api.ConfigError as error:
+        raise CliError(f"{error}", Exit.UNREACHABLE) from error
 
 
 class ReleaseClient:
     """The few reads and writes the plugin makes on TestAppReleases and their revisions."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self.objects = client.CustomObjectsApi(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.core = client.CoreV1Api(api_client)
+    def __init__(self, server: api.Api) -> None:
+        self.server = server
 
     def get_release(self, name: str) -> dict[str, Any]:
         try:
-            return self.objects.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+            return self.server.call("GET", RELEASE.path(name))
         except ApiException as error:
             raise api_error(error, f"{RESOURCE} {name}") from error
 
     def read_release_retrying(self, name: str) -> dict[str, Any]:
         """get_release for wait loops: server errors and lost connections are retried."""
         try:
-            return self.objects.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+            return self.server.call("GET", RELEASE.path(name))
         except ApiException as error:
             if error.status is not None and error.status >= 500:
                 raise TransientError(f"{error.status} {error.reason}") from error
@@ -103,34 +91,25 @@ class ReleaseClient:
 
     def list_releases(self) -> list[dict[str, Any]]:
         try:
-            return self.objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+            return self.server.call("GET", RELEASE.path())["items"]
         except ApiException as error:
             raise api_error(error, f"{RESOURCE} list") from error
 
     def list_pods(self, release: str) -> list[dict[str, Any]]:
         """The Pods in the release's namespace, as the API returns them."""
         try:
-            response = self.core.list_namespaced_pod(release, _preload_content=False)
+            return self.server.call("GET", POD.path(namespace=release))["items"]
         except ApiException as error:
             raise api_error(error, f"pods of {release}") from error
-        return json.loads(response.data)["items"]
 
     def patch_release(
         self, name: str, patch: Mapping[str, Any], dry_run: bool = False
     ) -> dict[str, Any]:
         """A merge patch of the release (`dry_run`: the server validates and admits it, and
         returns the result, but stores nothing)."""
-        extra = {"dry_run": "All"} if dry_run else {}
         try:
-            return self.objects.patch_cluster_custom_object(
-                GROUP,
-                VERSION,
-                PLURAL,
-                name,
-                dict(patch),
-                field_manager=PLUGIN_FIELD_MANAGER,
-                _content_type="application/merge-patch+json",
-                **extra,
+            return self.server.merge_patch(
+                RELEASE.path(name), patch, PLUGIN_FIELD_MANAGER, dry_run=dry_run
             )
         except ApiException as error:
             raise api_error(error, f"{RESOURCE} {name}") from error
@@ -139,9 +118,7 @@ class ReleaseClient:
         """The snapshot (`data`) of ControllerRevision <release>-<N> in the release namespace."""
         name = f"{release}-{revision}"
         try:
-            response = self.apps.read_namespaced_controller_revision(
-                name, release, _preload_content=False
-            )
+            return self.server.call("GET", CONTROLLER_REVISION.path(name, release))["data"]
         except ApiException as error:
             if error.status == 404:
                 raise CliError(
@@ -151,18 +128,15 @@ class ReleaseClient:
                     Exit.NOT_FOUND,
                 ) from error
             raise api_error(error, f"controllerrevision {release}/{name}") from error
-        return json.loads(response.data)["data"]
 
     def _revision_numbers(self, release: str) -> str:
         try:
-            response = self.apps.list_namespaced_controller_revision(
-                release, label_selector=f"{RELEASE_LABEL}={release}", _preload_content=False
-            )
+            items = self.server.call(
+                "GET",
+                CONTROLLER_REVISION.path(namespace=release),
+                labelSelector=f"{RELEASE_LABEL}={release}",
+            )["items"]
         except ApiException:
             return "unknown"
-        numbers = sorted(item["revision"] for item in json.loads(response.data)["items"])
+        numbers = sorted(item["revision"] for item in items)
         return ", ".join(map(str, numbers)) or "none"
-
-
-def connect(kubeconfig: str | None, context: str | None) -> ReleaseClient:
-    return ReleaseClient(load_api_client(kubeconfig, context))

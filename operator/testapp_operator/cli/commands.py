@@ -15,7 +15,7 @@ from testapp_operator import PLURAL
 from testapp_operator.cli import core, views
 from testapp_operator.cli.core import RESOURCE, CliError, Exit, Goal
 from testapp_operator.conditions import timestamp
-from testapp_operator.release import ENVS
+from testapp_operator.release import ENVS, ReleaseError
 
 if TYPE_CHECKING:
     from testapp_operator.cli.client import ReleaseClient
@@ -228,7 +228,10 @@ def cmd_diff(kube: ReleaseClient, args: argparse.Namespace) -> int:
         spec = dict(body.get("spec") or {})
         if args.tag is not None:
             spec["tag"] = args.tag
-        data_right, label = views.spec_snapshot(spec), f"{name} (spec)"
+        try:
+            data_right, label = views.spec_snapshot(spec), f"{name} (spec)"
+        except ReleaseError as error:
+            raise CliError(f"{RESOURCE} {name}: {error}", Exit.USAGE) from error
     sys.stdout.write(views.revision_diff(f"{name}-{left}", label, data_left, data_right))
     return Exit.OK
 

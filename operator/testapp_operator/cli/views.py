@@ -230,19 +230,6 @@ def revision_diff(left: str, right: str, data_left: Any, data_right: Any) -> str
 
 def spec_snapshot(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The snapshot a spec would record as a revision (the shape of ControllerRevision data)."""
-    from testapp_operator.release import DEFAULT_RESOURCES, Resources
+    from testapp_operator import release
 
-    resources = (
-        Resources.from_data(spec["resources"], "spec.resources").to_data()
-        if spec.get("resources") is not None
-        else DEFAULT_RESOURCES.to_data()
-    )
-    data = {
-        "image": spec.get("image"),
-        "tag": spec.get("tag"),
-        "labels": dict(spec.get("labels") or {}),
-        "resources": resources,
-    }
-    if spec.get("digest"):
-        data["digest"] = spec["digest"]
-    return data
+    return release.Snapshot.from_spec(spec).to_data()

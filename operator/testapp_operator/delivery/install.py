@@ -1,7 +1,8 @@
 """Install or upgrade the CRDs and the operator: server-side apply under one field manager.
 
-    python -m testapp_operator.install crd [DIR]                      (make install-crd)
-    python -m testapp_operator.install operator --image R --digest D  (make install-operator)
+    python -m testapp_operator.delivery.install crd [DIR]                   (make install-crd)
+    python -m testapp_operator.delivery.install operator --image R --digest D
+                                                                 (make install-operator)
 
 `crd` applies the CRDs of kustomization DIR (default crds/) and waits until they are served.
 `operator` does that, then applies k8s/operator with the operator image set to R@D (never a
@@ -27,19 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
-FIELD_MANAGER = "testapp-install"
+from testapp_operator import api
+from testapp_operator.api import Api
+from testapp_operator.rollout import observe_deployment
+
+INSTALLER_FIELD_MANAGER = "testapp-install"
 CLIENT_SIDE_APPLY = "kubectl-client-side-apply"
 OPERATOR_NAMESPACE = "testapp-system"
 OPERATOR_DEPLOYMENT = "testapp-operator"
 OPERATOR_CONTAINER = "operator"
 KUSTOMIZATION_KEYS = {"apiVersion", "kind", "resources"}
 POLL_SECONDS = 1.0
-APPLY_PATCH = "application/apply-patch+yaml"
-MERGE_PATCH = "application/merge-patch+json"
 
 Object = dict[str, Any]
 
@@ -89,7 +90,7 @@ def with_operator_image(objects: Iterable[Object], image: str, digest: str) -> l
 def _takes_over(entry: Mapping[str, Any]) -> bool:
     """Whose fields an install takes: a client-side apply's, another applier's (they would
     conflict). Controllers writing status or their own annotations keep theirs."""
-    if entry.get("manager") == FIELD_MANAGER or entry.get("subresource"):
+    if entry.get("manager") == INSTALLER_FIELD_MANAGER or entry.get("subresource"):
         return False
     return entry.get("operation") == "Apply" or entry.get("manager") == CLIENT_SIDE_APPLY
 
@@ -113,100 +114,19 @@ def established(crd: Mapping[str, Any]) -> bool:
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 
-def rollout(deployment: Mapping[str, Any]) -> tuple[bool, str]:
-    """(done, what it waits for): the checks of `kubectl rollout status` for a Deployment."""
+def rollout_progress(deployment: Mapping[str, Any]) -> tuple[bool, str]:
+    """(done, what it waits for): rollout.observe_deployment's verdict, as the operator judges
+    its own Deployments; a rollout past its progress deadline is an error."""
     name = deployment["metadata"]["name"]
-    status = deployment.get("status") or {}
-    if deployment["metadata"].get("generation", 0) > status.get("observedGeneration", 0):
-        return False, f"waiting for deployment {name} spec update to be observed"
-    for condition in status.get("conditions") or []:
-        if condition["type"] == "Progressing" and condition["reason"] == "ProgressDeadlineExceeded":
-            raise InstallError(f"deployment {name} exceeded its progress deadline")
-    wanted = deployment["spec"].get("replicas", 1)
-    updated = status.get("updatedReplicas", 0)
-    if updated < wanted:
-        return False, f"{updated} of {wanted} updated replicas are available"
-    if status.get("replicas", 0) > updated:
-        old = status["replicas"] - updated
-        return False, f"{old} old replicas are pending termination"
-    if status.get("availableReplicas", 0) < updated:
-        return (
-            False,
-            f"{status.get('availableReplicas', 0)} of {updated} updated replicas available",
-        )
-    return True, f'deployment "{name}" successfully rolled out'
+    observed = observe_deployment(deployment)
+    if observed.deadline_exceeded:
+        raise InstallError(f"deployment {name} exceeded its progress deadline")
+    if observed.complete:
+        return True, f'deployment "{name}" successfully rolled out'
+    return False, f"deployment {name}: {observed.message}"
 
 
 # --- I/O --------------------------------------------------------------------------------------
-
-
-class Cluster:
-    """Server-side apply and reads by apiVersion and kind (resources found by discovery)."""
-
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self.api = api_client
-        self._discovered: dict[str, list[Object]] = {}
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        content_type: str = APPLY_PATCH,
-        **query: Any,
-    ) -> Object:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        request = self.api.param_serialize(
-            method,
-            path,
-            query_params=list(query.items()),
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self.api.call_api(*request)
-        data = response.read()
-        if not 200 <= response.status < 300:
-            raise ApiException(http_resp=response, body=data.decode(errors="replace"))
-        return json.loads(data)
-
-    def _path(self, obj: Mapping[str, Any]) -> str:
-        api_version, kind = obj["apiVersion"], obj["kind"]
-        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-        for fresh in (False, True):  # a CRD applied a moment ago: discover again once
-            if fresh or api_version not in self._discovered:
-                self._discovered[api_version] = self._call("GET", base)["resources"]
-            match = [
-                r
-                for r in self._discovered[api_version]
-                if r["kind"] == kind and "/" not in r["name"]
-            ]
-            if match:
-                break
-        else:
-            raise InstallError(f"the API server does not serve {kind} ({api_version})")
-        namespace = obj["metadata"].get("namespace")
-        scope = f"/namespaces/{namespace}" if match[0]["namespaced"] else ""
-        return f"{base}{scope}/{match[0]['name']}/{obj['metadata']['name']}"
-
-    def get(self, obj: Mapping[str, Any]) -> Object | None:
-        try:
-            return self._call("GET", self._path(obj))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
-    def apply(self, obj: Mapping[str, Any]) -> Object:
-        return self._call(
-            "PATCH", self._path(obj), body=obj, fieldManager=FIELD_MANAGER, force="true"
-        )
-
-    def set_managed_fields(self, obj: Mapping[str, Any], fields: list[Object]) -> None:
-        patch = {"metadata": {"managedFields": fields}}
-        self._call("PATCH", self._path(obj), body=patch, content_type=MERGE_PATCH)
 
 
 def _wait(read: Callable[[], tuple[bool, str]], timeout: float, say: Callable[[str], None]) -> str:
@@ -224,32 +144,32 @@ def _wait(read: Callable[[], tuple[bool, str]], timeout: float, say: Callable[[s
         time.sleep(POLL_SECONDS)
 
 
-def _served(cluster: Cluster, crd: Mapping[str, Any], what: str) -> tuple[bool, str]:
-    return established(cluster.get(crd) or {}), f"{what}: waiting until it is established"
+def _served(server: Api, crd: Mapping[str, Any], what: str) -> tuple[bool, str]:
+    return established(server.get(crd) or {}), f"{what}: waiting until it is established"
 
 
-def apply_all(cluster: Cluster, objects: Iterable[Object], say: Callable[[str], None]) -> None:
+def apply_all(server: Api, objects: Iterable[Object], say: Callable[[str], None]) -> None:
     for obj in install_order(objects):
         what = f"{obj['kind'].lower()}/{obj['metadata']['name']}"
-        others = managers_taken_over(cluster.get(obj))
+        others = managers_taken_over(server.get(obj))
         if others:
             say(f"{what}: taking over the fields set by {', '.join(others)}")
-        applied = cluster.apply(obj)
+        applied = server.apply(obj, INSTALLER_FIELD_MANAGER)
         fields = without_client_side_apply(applied)
         if fields is not None:
-            cluster.set_managed_fields(obj, fields)
+            server.merge_patch(server.path_of(obj), {"metadata": {"managedFields": fields}})
         say(f"{what} serverside-applied")
         if obj["kind"] == "CustomResourceDefinition":
-            _wait(lambda obj=obj, what=what: _served(cluster, obj, what), 60, say)
+            _wait(lambda obj=obj, what=what: _served(server, obj, what), 60, say)
             say(f"{what} condition met (Established)")
 
 
-def install_crds(cluster: Cluster, directory: Path, say: Callable[[str], None]) -> None:
-    apply_all(cluster, load(directory), say)
+def install_crds(server: Api, directory: Path, say: Callable[[str], None]) -> None:
+    apply_all(server, load(directory), say)
 
 
 def install_operator(
-    cluster: Cluster,
+    server: Api,
     manifests: Path,
     image: str,
     digest: str,
@@ -257,27 +177,18 @@ def install_operator(
     say: Callable[[str], None],
 ) -> None:
     say(f"Installing the operator {image}@{digest}")
-    apply_all(cluster, with_operator_image(load(manifests), image, digest), say)
+    apply_all(server, with_operator_image(load(manifests), image, digest), say)
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": OPERATOR_DEPLOYMENT, "namespace": OPERATOR_NAMESPACE},
     }
-    say(_wait(lambda: rollout(cluster.get(deployment) or {}), timeout, say))
-
-
-def _api_client() -> client.ApiClient:
-    try:
-        return config.new_client_from_config()
-    except ConfigException:
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
+    say(_wait(lambda: rollout_progress(server.get(deployment) or {}), timeout, say))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m testapp_operator.install", description=__doc__.splitlines()[0]
+        prog="python -m testapp_operator.delivery.install", description=__doc__.splitlines()[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
     crd = commands.add_parser("crd", help="the CRDs of a kustomization (default crds/)")
@@ -293,12 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, flush=True)
 
     try:
-        cluster = Cluster(_api_client())
+        server = api.connect()
         if args.command == "crd":
-            install_crds(cluster, args.directory, say)
+            install_crds(server, args.directory, say)
         else:
-            install_operator(cluster, args.manifests, args.image, args.digest, args.timeout, say)
-    except (InstallError, ConfigException) as error:
+            install_operator(server, args.manifests, args.image, args.digest, args.timeout, say)
+    except (InstallError, api.ConfigError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except ApiException as error:

@@ -9,7 +9,7 @@ Federation and without any key:
 3. the GKE API gives the cluster's endpoint and CA;
 4. a kubeconfig with that bearer token is written (mode 0600) and its path printed.
 
-    export KUBECONFIG=$(python -m testapp_operator.gcp kubeconfig $CI_BUILDS_DIR/kubeconfig)
+    export KUBECONFIG=$(python -m testapp_operator.delivery.gcp kubeconfig $CI_BUILDS_DIR/k)
 
 Settings come from the job's environment: GITLAB_OIDC_TOKEN, GCP_WIF_PROVIDER
 (projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<id>),
@@ -164,7 +164,7 @@ def write_kubeconfig(path: Path, environ: Mapping[str, str]) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0] != "kubeconfig":
-        print("usage: python -m testapp_operator.gcp kubeconfig PATH", file=sys.stderr)
+        print("usage: python -m testapp_operator.delivery.gcp kubeconfig PATH", file=sys.stderr)
         return 2
     try:
         print(write_kubeconfig(Path(args[1]), os.environ))
