@@ -12,7 +12,7 @@ import random
 
 import kopf
 
-from testapp_operator import FIELD_MANAGER, health, metrics
+from testapp_operator import OPERATOR_NAME, health, metrics
 from testapp_operator import handlers as _registers_the_kopf_handlers  # noqa: F401
 
 TRUE = ("1", "true", "yes", "on")
@@ -71,7 +71,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--peering",
-        default=env("TESTAPP_PEERING", FIELD_MANAGER),
+        default=env("TESTAPP_PEERING", OPERATOR_NAME),
         help="ClusterKopfPeering name shared by the replicas (env TESTAPP_PEERING)",
     )
     parser.add_argument(
