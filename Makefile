@@ -56,7 +56,7 @@ lint: venv $(CHECKOV_VENV)/.installed ## ruff, hadolint over both Dockerfiles, c
 	$(BIN)/python hack/checkov/gate.py --checkov $(CHECKOV_VENV)/bin/checkov
 
 .PHONY: test
-test: tools-test venv lint ## Run every test (unit, cluster, pipeline); starts the local control plane itself
+test: tools-test venv $(CHECKOV_VENV)/.installed ## Run the linters and every test (unit, cluster, pipeline, chaos), side by side; starts its control planes itself
 	@hack/test.sh
 
 .PHONY: test-fresh

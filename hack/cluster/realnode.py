@@ -422,7 +422,8 @@ def lock_owner() -> str | None:
         os.kill(raw["pid"], 0)
     except (OSError, ValueError, KeyError):
         return None
-    return raw["state"]
+    # A killed kubelet stays a zombie until its parent (maybe this very process) reaps it.
+    return None if zombie(raw["pid"]) else raw["state"]
 
 
 def hold_lock(paths: NodePaths, pid: int) -> None:
