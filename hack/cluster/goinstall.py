@@ -1,6 +1,7 @@
 """`go install` of pinned module packages into a cache directory, once (crane, containerd).
 
-Loaded beside localcluster.py and realnode.py, which build their tools with it.
+Loaded beside localcluster.py, realnode.py and the other parts of the launcher, which build their
+tools with it.
 """
 
 from __future__ import annotations

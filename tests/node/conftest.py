@@ -44,7 +44,7 @@ def take_the_node_from_the_demo(state: Path) -> None:
     """`make demo` then `make test` in one checkout: the demo's cluster (.cluster) holds the one
     real node of the machine. The tests stop that node, saying so; the demo's control plane and
     operator keep running, its releases' Pods wait for a node."""
-    demo = localcluster.REPO / ".cluster"
+    demo = Path(__file__).resolve().parents[2] / ".cluster"
     if realnode.lock_owner() == str(demo) and demo != state:
         TOOK_THE_NODE.append(
             f"the real node of the demo's cluster in {demo} was stopped for these tests (one real "
