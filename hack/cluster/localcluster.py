@@ -262,6 +262,8 @@ CLIENT_CERTS = (
     ("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
     ("node", f"system:node:{realnode.node_name()}", "system:nodes"),
     ("kube-proxy", "system:kube-proxy", None),
+    # The NetworkPolicy engine reads every Pod, Namespace and NetworkPolicy (realnode.py).
+    ("kube-router", "system:kube-router", "system:masters"),
 )
 
 
@@ -785,7 +787,15 @@ def up(
     write_pki(state / "pki")
     ports = Ports(*free_ports(6))
     server = f"https://127.0.0.1:{ports.apiserver}"
-    for user in ("admin", "controller-manager", "scheduler", "kwok", "node", "kube-proxy"):
+    for user in (
+        "admin",
+        "controller-manager",
+        "scheduler",
+        "kwok",
+        "node",
+        "kube-proxy",
+        "kube-router",
+    ):
         target = state / ("kubeconfig" if user == "admin" else f"{user}.kubeconfig")
         write_kubeconfig(target, server, state / "pki", user)
 
@@ -903,6 +913,8 @@ def start_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str]
         ports = realnode.NodePorts(*free_ports(5))
         processes = realnode.start(paths, Path(cluster.binary), CACHE_DIR, ports, launch, log)
         wait_node_ready(cluster, processes, started)
+        # Once the Node exists: the engine reads it at start.
+        processes["kube-router"] = realnode.start_engine(paths, CACHE_DIR, launch, log)
     except (realnode.NodeUnavailable, ClusterError) as error:
         reason = str(error).splitlines()[0]
         realnode.stop(paths)
