@@ -29,12 +29,16 @@ PROBE_PORT = 8080
 BRIDGE_ADDRESS = realnode.POD_SUBNET.split("/")[0].rsplit(".", 1)[0] + ".1"
 # The port the operator's egress policy opens for the API server (k8s/operator/networkpolicy.yaml).
 APISERVER_PORT_FOR_PODS = 6443
+# Exits NOT_CONNECTED when the connection is refused or dropped, so that no other failure
+# (kubectl's own, a missing Pod) can pass for a refusal.
+NOT_CONNECTED = 3
 DIAL = (
     "import socket, sys\n"
     "try:\n"
     "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))\n"
     "except OSError as error:\n"
-    "    sys.exit(f'{type(error).__name__}: {error}')\n"
+    "    print(f'{type(error).__name__}: {error}', file=sys.stderr)\n"
+    f"    sys.exit({NOT_CONNECTED})\n"
 )
 RESTRICTED = {
     "securityContext": {
@@ -141,7 +145,7 @@ def dial(cluster: LiveCluster, source: PodRef, host: str, port: int, timeout: fl
         "python", "-c", DIAL, host, str(port), str(timeout),
         check=False,
     )  # fmt: skip
-    if result.returncode not in (0, 1):
+    if result.returncode not in (0, NOT_CONNECTED):
         raise AssertionError(f"kubectl exec into {source.name} failed: {result.stderr}")
     return result.returncode == 0
 
