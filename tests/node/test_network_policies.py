@@ -10,12 +10,14 @@ let through, so a refusal for any other reason (a Pod not up, a wrong address) f
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from testapp_dev import LiveCluster, wait_until
+from testapp_dev import LiveCluster, localcluster, wait_until
 from testapp_dev.node import NodeReleases, appimages, pod_ready
 from testapp_dev.podnet import PROBE_PORT, HostEnds, PodRef, ProbePods, dial, host_ends, pod_ref
 
@@ -179,3 +181,30 @@ def test_the_probes_still_pass_behind_the_default_deny(
     (status,) = app["status"]["containerStatuses"]
     assert pod_ready(app)
     assert status["restartCount"] == 0
+
+
+def test_cluster_up_starts_a_dead_engine_again_and_the_door_stays_as_it_was(
+    cluster: LiveCluster, scene: Scene
+) -> None:
+    """`make cluster-up` on a running cluster starts a dead kube-router again, and nothing else;
+    its rules outlive it, so the policies hold meanwhile too."""
+    http = scene.app.ports["http"]
+    state = Path(cluster.state_dir)
+    paths = localcluster.realnode.NodePaths(state)
+    (engine,) = localcluster.realnode.signal_matching(paths, ("kube-router",), signal.SIGKILL)
+    wait_until(
+        lambda: "kube-router" not in localcluster.realnode.running_components(paths),
+        timeout=10,
+        what="kube-router gone",
+    )
+    assert not engine_agrees(cluster, scene.stranger, scene.app, http)  # while it is dead
+    said: list[str] = []
+
+    localcluster.up(state, log=said.append, real_node=True)
+
+    assert "kube-router of the real node was not running: starting it again" in said
+    assert not any("afresh" in line or "not running: starting them" in line for line in said)
+    assert engine not in localcluster.realnode.signal_matching(paths, ("kube-router",), 0)
+    assert localcluster.realnode.signal_matching(paths, ("kube-router",), 0)
+    assert not engine_agrees(cluster, scene.stranger, scene.app, http)
+    assert engine_agrees(cluster, scene.client, scene.app, http)
