@@ -28,6 +28,8 @@ import toolchain  # noqa: E402 (hack/containers is not a package)
 
 LOCAL_NAME = "localhost/test-app:real-node"
 REPOSITORY = "test-app"
+OPERATOR_LOCAL_NAME = "localhost/testapp-operator:real-node"
+OPERATOR_REPOSITORY = "testapp-operator"
 CRASH_TAG = "broken-crash"
 UNREADY_TAG = "broken-unready"
 # Each broken build is the real image with another command.
@@ -118,6 +120,20 @@ def push(registry: str, tags: list[str], log=print) -> AppImages:
         tag: push_one(f"localhost/test-app:{tag}", f"{repository}:{tag}") for tag in BROKEN_COMMANDS
     }
     return AppImages(repository, digests.pop(), tags, broken)
+
+
+def push_operator(registry: str, log=print) -> tuple[str, str]:
+    """Build the operator image (Dockerfile.operator, its tests inside the build) and push it;
+    returns (repository, digest), what `python -m testapp_operator.install operator` takes."""
+    toolchain.install(log)
+    base = toolchain.build_base_image(log)
+    log(f"Building {OPERATOR_LOCAL_NAME} from Dockerfile.operator")
+    podman(
+        "build", "--quiet", "--pull=never", "-f", str(REPO / "Dockerfile.operator"),
+        "--build-arg", f"PYTHON_IMAGE={base}", "-t", OPERATOR_LOCAL_NAME, str(REPO),
+    )  # fmt: skip
+    repository = f"{registry}/{OPERATOR_REPOSITORY}"
+    return repository, push_one(OPERATOR_LOCAL_NAME, f"{repository}:real-node")
 
 
 def main(argv: list[str] | None = None) -> int:

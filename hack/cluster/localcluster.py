@@ -142,7 +142,15 @@ def up(
     write_pki(state / "pki")
     ports = Ports(*free_ports(6))
     server = f"https://127.0.0.1:{ports.apiserver}"
-    for user in ("admin", "controller-manager", "scheduler", "kwok", "node", "kube-proxy"):
+    for user in (
+        "admin",
+        "controller-manager",
+        "scheduler",
+        "kwok",
+        "node",
+        "kube-proxy",
+        "kube-router",
+    ):
         target = state / ("kubeconfig" if user == "admin" else f"{user}.kubeconfig")
         write_kubeconfig(target, server, state / "pki", user)
 
@@ -260,6 +268,8 @@ def start_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str]
         ports = realnode.NodePorts(*free_ports(5))
         processes = realnode.start(paths, Path(cluster.binary), CACHE_DIR, ports, launch, log)
         wait_node_ready(cluster, processes, started)
+        # Once the Node exists: the engine reads it at start.
+        processes["kube-router"] = realnode.start_engine(paths, CACHE_DIR, launch, log)
     except (realnode.NodeUnavailable, ClusterError) as error:
         reason = str(error).splitlines()[0]
         realnode.stop(paths)
@@ -272,8 +282,9 @@ def start_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str]
 
 
 def repair_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str], None]) -> bool:
-    """The real node of a running cluster: its dead kubelet or kube-proxy started again (saying
-    which), or the whole node started afresh when containerd died or it never ran here."""
+    """The real node of a running cluster: its dead kubelet, kube-proxy or kube-router started
+    again (saying which), or the whole node started afresh when containerd died or it never ran
+    here."""
     paths = realnode.NodePaths(Path(cluster.state_dir))
     started = time.monotonic()
     launch = node_launcher(cluster, die_with_parent)
@@ -288,6 +299,13 @@ def repair_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str
             wait_node_ready(cluster, restarted, started)
         except ClusterError as error:
             log(f"The real node did not come back ({error}): starting it afresh")
+            return start_real_node(cluster, die_with_parent, log)
+    if "kube-router" not in realnode.running_components(paths):
+        log("kube-router of the real node was not running: starting it again")
+        try:
+            realnode.start_engine(paths, CACHE_DIR, launch, log)
+        except realnode.NodeUnavailable as error:
+            log(f"The NetworkPolicy engine did not come back ({error}): starting the node afresh")
             return start_real_node(cluster, die_with_parent, log)
     return True
 

@@ -34,6 +34,8 @@ CLIENT_CERTS = (
     ("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
     ("node", f"system:node:{realnode.node_name()}", "system:nodes"),
     ("kube-proxy", "system:kube-proxy", None),
+    # The NetworkPolicy engine reads every Pod, Namespace and NetworkPolicy (realnode.py).
+    ("kube-router", "system:kube-router", "system:masters"),
 )
 
 

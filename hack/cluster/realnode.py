@@ -1,7 +1,9 @@
-"""A real node beside kwok: containerd + runc + CNI bridge, kubelet and kube-proxy (nftables).
+"""A real node beside kwok: containerd + runc + CNI bridge, kubelet, kube-proxy (nftables) and
+kube-router's network policy controller, which enforces NetworkPolicies with iptables and ipset.
 
-The kubelet and kube-proxy come from the control plane's multi-call binary; containerd is built
-from the Go module proxy into ~/.cache/testapp/node-<hash>/; runc and the CNI plugins come from
+The kubelet and kube-proxy come from the control plane's multi-call binary; containerd and
+kube-router are built from the Go module proxy into ~/.cache/testapp/node-<hash>/ and
+~/.cache/testapp/kube-router-<hash>/; runc, the CNI plugins, iptables and ipset come from
 Debian. The node registers under the machine's hostname (the API server dials the kubelet by
 that name, so it should resolve to a loopback address, as it does here), labelled
 `testapp.dev/node=real` and tainted `testapp.dev/node=real:NoSchedule`: only Pods that ask for
@@ -19,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -36,6 +39,8 @@ CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
 CONTAINERD_VERSION = "v2.2.9"
 CONTAINERD_COMMANDS = ("containerd", "containerd-shim-runc-v2", "ctr")
 CONTAINERD_TAGS = "no_btrfs no_devmapper no_zfs"
+KUBE_ROUTER_MODULE = "github.com/cloudnativelabs/kube-router/v2"
+KUBE_ROUTER_VERSION = "v2.1.0"  # the newest version the Go module proxy serves
 CNI_BIN_DIR = "/usr/lib/cni"
 PAUSE_IMAGE = "localhost/testapp/pause:catatonit"
 POD_SUBNET = "10.244.0.0/24"
@@ -292,6 +297,8 @@ class Footprint:
     sysctls: dict[str, str] = field(default_factory=dict)
     nft_tables: list[str] = field(default_factory=list)
     nft_chains: list[str] = field(default_factory=list)
+    iptables_jumps: list[str] = field(default_factory=list)
+    ipsets: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
     cgroups: list[str] = field(default_factory=list)
@@ -375,8 +382,10 @@ def footprint(paths: NodePaths) -> Footprint:
     cgroups = [str(d) for d in CGROUP_ROOT.glob(f"*/{CGROUP_NAME}") if d.is_dir()]
     return Footprint(
         sysctls={name: value for name in SYSCTLS if (value := read_sysctl(name)) is not None},
-        nft_tables=sorted(t for t in tables if t.endswith(" kube-proxy")),
+        nft_tables=sorted(t for t in tables if t.endswith(" kube-proxy") or t in ENGINE_TABLES),
         nft_chains=sorted(chains),
+        iptables_jumps=engine_jumps(iptables_save()),
+        ipsets=engine_ipsets(ipset_names()),
         links=sorted(links),
         mounts=sorted(node_mounts(paths)),
         cgroups=sorted(cgroups),
@@ -525,6 +534,7 @@ def write_files(paths: NodePaths, ports: NodePorts, containerd_dir: Path, runc: 
         json.dumps(kube_proxy_config(paths, ports, paths.state, node_name()), indent=2)
     )
     pause_image_archive(root / "pause.tar")
+    write_engine_files(paths)
 
 
 def wait_until(what: str, check: Callable[[], bool], seconds: float, log_file: Path) -> None:
@@ -551,6 +561,7 @@ def start(
         raise NodeUnavailable(reason)
     stop(paths)
     containerd_dir = ensure_containerd(cache, log)
+    ensure_kube_router(cache, log)
     runc = shutil.which("runc")
     assert runc is not None, "unavailable_reason checks the host tools first"
     paths.baseline.write_text(json.dumps(asdict(footprint(paths)), indent=2))
@@ -683,6 +694,8 @@ def stop(paths: NodePaths, grace: float = 10) -> list[str]:
     if not paths.baseline.exists():
         return []
     baseline = Footprint.load(paths.baseline)
+    stop_processes(paths, ("kube-router",), grace)
+    remove_engine_rules(baseline)
     stop_processes(paths, ("kubelet", "kube-proxy"), grace)
     # Every container, the Pod sandboxes included, by runc's own record of them.
     runc = shutil.which("runc")
@@ -727,3 +740,160 @@ def remove_cgroups_created(baseline: Footprint) -> None:
 def node_mounts_under(paths: NodePaths) -> list[str]:
     root = str(paths.root)
     return [m for m in node_mounts(paths) if m == root or m.startswith(root + "/")]
+
+
+# --- the NetworkPolicy engine: kube-router's firewall, nothing else of it ------------------------
+
+# The API server's --service-cluster-ip-range: traffic to a Service address is judged after
+# kube-proxy has translated it, so kube-router only needs to know the range to let it through.
+SERVICE_CIDR = "10.0.0.0/16"
+# iptables through nf_tables, whatever the machine's alternative says: kube-proxy's rules are
+# nftables too, so the node's whole ruleset is one (`nft list ruleset`) and one footprint reads it.
+IPTABLES_NFT = {
+    "iptables": "iptables-nft",
+    "iptables-save": "iptables-nft-save",
+    "iptables-restore": "iptables-nft-restore",
+}
+# The table iptables-nft creates for kube-router's filter rules when the host has none.
+ENGINE_TABLES = ("table ip filter",)
+# Chains and ipsets kube-router's network policy controller names (pkg/controllers/netpol).
+ENGINE_CHAIN_PREFIXES = ("KUBE-ROUTER-", "KUBE-POD-FW-", "KUBE-NWPLCY-")
+ENGINE_IPSET_PREFIXES = ("KUBE-SRC-", "KUBE-DST-", "kube-router-")
+BUILTIN_CHAINS = ("INPUT", "FORWARD", "OUTPUT")
+ENGINE_START_TIMEOUT = 60
+
+
+def kube_router_args(paths: NodePaths, node: str) -> list[str]:
+    return [
+        f"--kubeconfig={paths.root / 'kube-router.kubeconfig'}",
+        f"--hostname-override={node}",
+        "--run-firewall=true",
+        "--run-router=false",
+        "--run-service-proxy=false",
+        "--enable-ipv4=true",
+        "--enable-ipv6=false",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        # Its health server would listen on every interface; the node watches its rules instead.
+        "--health-port=0",
+        "--metrics-port=0",
+    ]
+
+
+def engine_jumps(saved: str) -> list[str]:
+    """The rules of the built-in filter chains that hand packets to kube-router's chains."""
+    return sorted(
+        line
+        for line in saved.splitlines()
+        if line.split()[:2] in (["-A", chain] for chain in BUILTIN_CHAINS)
+        and any(f"-j {prefix}" in line for prefix in ENGINE_CHAIN_PREFIXES)
+    )
+
+
+def engine_chains(saved: str) -> list[str]:
+    """kube-router's own chains, as `iptables-save -t filter` declares them (":NAME - [0:0]")."""
+    names = (line[1:].split()[0] for line in saved.splitlines() if line.startswith(":"))
+    return sorted(name for name in names if name.startswith(ENGINE_CHAIN_PREFIXES))
+
+
+def engine_ipsets(listed: str) -> list[str]:
+    return sorted(name for name in listed.split() if name.startswith(ENGINE_IPSET_PREFIXES))
+
+
+def engine_cleanup(saved: str, ipsets: list[str]) -> list[list[str]]:
+    """The commands that take kube-router's rules, chains and sets off the host: the jumps first,
+    then every chain emptied before any is deleted (they jump to each other), then the sets
+    (a set cannot go while a rule matches on it)."""
+    commands = [
+        ["iptables", "-t", "filter", "-D", *shlex.split(line)[1:]] for line in engine_jumps(saved)
+    ]
+    chains = engine_chains(saved)
+    commands += [["iptables", "-t", "filter", "-F", chain] for chain in chains]
+    commands += [["iptables", "-t", "filter", "-X", chain] for chain in chains]
+    commands += [["ipset", "destroy", name] for name in ipsets]
+    return commands
+
+
+def iptables_save() -> str:
+    if shutil.which(IPTABLES_NFT["iptables-save"]) is None:
+        return ""  # not installed yet: then nothing of the engine's is on the host either
+    return run(IPTABLES_NFT["iptables-save"], "-t", "filter").stdout
+
+
+def ipset_names() -> str:
+    return run("ipset", "list", "-n").stdout if shutil.which("ipset") else ""
+
+
+def write_engine_files(paths: NodePaths) -> None:
+    """kube-router's kubeconfig under the node's dir (so `stop` finds its process by that path)
+    and the iptables-nft links it runs as `iptables`."""
+    shutil.copyfile(paths.state / "kube-router.kubeconfig", paths.root / "kube-router.kubeconfig")
+    links = paths.root / "engine-bin"
+    links.mkdir(exist_ok=True)
+    for name, target in IPTABLES_NFT.items():
+        found = shutil.which(target)
+        if found is None:
+            raise NodeUnavailable(f"{target} is missing (Debian package iptables)")
+        (links / name).unlink(missing_ok=True)
+        (links / name).symlink_to(found)
+
+
+def ensure_kube_router(cache: Path, log: Callable[[str], None]) -> Path:
+    """kube-router's binary, built once from the proxy."""
+    key = hashlib.sha256(KUBE_ROUTER_VERSION.encode()).hexdigest()[:16]
+    target = cache / f"kube-router-{key}"
+    if (target / "kube-router").exists():
+        return target / "kube-router"
+    log(f"Building kube-router {KUBE_ROUTER_VERSION} into {target} (minutes, once)")
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        go_install(
+            target,
+            [f"{KUBE_ROUTER_MODULE}/cmd/kube-router@{KUBE_ROUTER_VERSION}"],
+            ["-ldflags", "-s -w"],
+            niceness=10,  # minutes of compiling: leave the cores to what else runs
+        )
+    except GoInstallFailed as error:
+        raise NodeUnavailable(f"kube-router {KUBE_ROUTER_VERSION} did not build: {error}") from None
+    return target / "kube-router"
+
+
+def start_engine(
+    paths: NodePaths, cache: Path, launch: Launch, log: Callable[[str], None]
+) -> subprocess.Popen[bytes]:
+    """Start kube-router's network policy controller once the Node exists (it reads its own Node
+    at start and exits without it) and wait for its first sync: its jumps in the built-in chains
+    and its default policy chain. Raises NodeUnavailable with one line saying why not."""
+    binary = ensure_kube_router(cache, log)
+    started = time.monotonic()
+    system_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    env = {"PATH": f"{paths.root / 'engine-bin'}:{system_path}"}
+    process = launch("kube-router", [str(binary), *kube_router_args(paths, node_name())], env)
+
+    def synced() -> bool:
+        if process.poll() is not None:
+            raise NodeUnavailable(
+                f"kube-router exited with {process.returncode}; see {paths.log('kube-router')}"
+            )
+        saved = iptables_save()
+        return len(engine_jumps(saved)) == len(BUILTIN_CHAINS) and "KUBE-NWPLCY-DEFAULT" in (
+            engine_chains(saved)
+        )
+
+    wait_until("kube-router's first sync", synced, ENGINE_START_TIMEOUT, paths.log("kube-router"))
+    took = time.monotonic() - started
+    log(f"NetworkPolicy engine (kube-router {KUBE_ROUTER_VERSION}) synced in {took:.1f} s")
+    return process
+
+
+def remove_engine_rules(baseline: Footprint) -> None:
+    """What kube-router leaves when stopped (it keeps its rules on exit, so that Pods stay
+    protected across a restart), and the filter table if only it needed one."""
+    commands = engine_cleanup(iptables_save(), engine_ipsets(ipset_names()))
+    for command in commands:
+        if command[0] == "iptables":
+            command = [IPTABLES_NFT["iptables"], *command[1:]]
+        run(*command)
+    saved = iptables_save()
+    no_rules = not any(line.startswith("-A ") for line in saved.splitlines())
+    if "table ip filter" not in baseline.nft_tables and no_rules and saved:
+        run("nft", "delete", "table", "ip", "filter")

@@ -1,7 +1,8 @@
 """What an enforcing network plugin decides for one connection, from NetworkPolicies as the API
 server stores them (networking.k8s.io/v1 semantics, the subset our policies use: matchLabels
-selectors, TCP ports by name or number, no ipBlock). The local nodes enforce nothing, so the
-tests ask this model instead; it is no substitute for packets on a plugin that enforces.
+selectors, TCP ports by name or number, no ipBlock). kwok enforces nothing, so the cluster tests
+ask this model; on the real node kube-router enforces, and tests/node/test_network_policies.py
+puts every real connection to this model too, failing when the two disagree.
 
 A Pod here is (namespace labels, Pod labels, named container ports); the API server is
 `EXTERNAL`: no Pod, so only a rule without `to` admits it.

@@ -2,11 +2,11 @@
 its Pods on the `http` port, drift-corrected, changed by spec.ingressFrom, removed with it; and the
 operator's own policies.
 
-Enforcement is not tested here: neither local node enforces NetworkPolicy (kwok runs no network;
-the real node's CNI `bridge` plugin does not implement it), so the API server stores the policies
-and nothing applies them. What is tested is what a plugin would enforce: which Pods each policy
-selects (the API server's own label selection), which ports, which peers, no egress; and, through
-a model of the NetworkPolicy rules (netpol_model.py), what a plugin would let through.
+Enforcement is not tested here: kwok runs no network, so the API server stores the policies and
+nothing applies them. What is tested is what a plugin enforces: which Pods each policy selects
+(the API server's own label selection), which ports, which peers, no egress; and, through a
+model of the NetworkPolicy rules (netpol_model.py), what a plugin would let through. The packets
+are tested on the real node, where kube-router enforces (tests/node/test_network_policies.py).
 """
 
 from __future__ import annotations

@@ -38,5 +38,11 @@ def test_stopping_the_node_leaves_nothing_behind(
     finally:
         localcluster.start_real_node(running, started_by_us(cluster), log)
     assert clean.differences(during), "the node changed nothing: this test would prove nothing"
+    # The NetworkPolicy engine's share: its jumps, its chains for the release's Pod and policies,
+    # the ipsets its rules match on.
+    assert len(during.iptables_jumps) == len(realnode.BUILTIN_CHAINS)
+    assert any(chain.endswith(" KUBE-ROUTER-FORWARD") for chain in during.nft_chains)
+    assert any(" KUBE-POD-FW-" in chain for chain in during.nft_chains)
+    assert during.ipsets
     assert left == []
     assert clean.differences(after) == []
