@@ -11,7 +11,7 @@ import fcntl
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -29,6 +29,26 @@ def build_lock(target: Path) -> Iterator[None]:
         yield
 
 
+def ensure_built(
+    target: Path,
+    packages: Sequence[str],
+    what: str,
+    log: Callable[[str], None],
+    flags: Sequence[str] = (),
+    niceness: int = 0,
+) -> Path:
+    """`target`, holding the commands of `packages`: built there first if it does not (saying so,
+    as `what`). Raises GoInstallFailed with one line."""
+    if not all((target / command).exists() for command in _commands(packages)):
+        log(f"Building {what} into {target} (minutes, once)")
+        go_install(target, packages, flags, niceness)
+    return target
+
+
+def _commands(packages: Sequence[str]) -> list[str]:
+    return [package.split("@")[0].rsplit("/", 1)[-1] for package in packages]
+
+
 def go_install(
     target: Path, packages: Sequence[str], flags: Sequence[str] = (), niceness: int = 0
 ) -> None:
@@ -39,9 +59,8 @@ def go_install(
     cores to whatever else runs."""
     if shutil.which("go") is None:
         raise GoInstallFailed("Go is not installed: install Go >= 1.26 from go.dev")
-    commands = [package.split("@")[0].rsplit("/", 1)[-1] for package in packages]
     with build_lock(target):
-        if not all((target / command).exists() for command in commands):
+        if not all((target / command).exists() for command in _commands(packages)):
             _install(target, packages, flags, niceness)
 
 

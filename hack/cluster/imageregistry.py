@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components import free_ports, http, is_healthy, preexec_join, wait_for
-from goinstall import GoInstallFailed, go_install
+from goinstall import GoInstallFailed, ensure_built
 from state import CACHE_DIR, STATE_DIR, ClusterError, adopt, read_state
 
 # go-containerregistry's registry (`crane registry serve`): `make push` puts images there for the
@@ -24,17 +24,12 @@ CRANE_VERSION = "v0.22.1"
 
 def ensure_crane(log: Callable[[str], None] = print) -> Path:
     """Return the cached crane binary, building it from the Go module proxy if missing."""
-    target_dir = CACHE_DIR / f"crane-{CRANE_VERSION}"
-    binary = target_dir / "crane"
-    if binary.exists():
-        return binary
-    log(f"Building crane {CRANE_VERSION} (the loopback registry) into {target_dir}")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    package = f"{CRANE_PACKAGE}@{CRANE_VERSION}"
     try:
-        go_install(target_dir, [f"{CRANE_PACKAGE}@{CRANE_VERSION}"])
+        target = ensure_built(CACHE_DIR / f"crane-{CRANE_VERSION}", [package], "crane", log)
     except GoInstallFailed as error:
         raise ClusterError(f"the loopback registry (crane {CRANE_VERSION}): {error}") from None
-    return binary
+    return target / "crane"
 
 
 def registry_address(state: Path = STATE_DIR) -> str | None:

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from goinstall import GoInstallFailed, go_install
+from goinstall import GoInstallFailed, ensure_built
 
 PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
 PROMETHEUS_VERSION = "v0.316.0"  # the module's tag for Prometheus 3.16.0
@@ -63,24 +63,15 @@ def ensure_prometheus(cache: Path, log: Callable[[str], None]) -> Path:
     key = hashlib.sha256(
         f"{PROMETHEUS_VERSION} {PROMETHEUS_TAGS} {PROMETHEUS_LDFLAGS}".encode()
     ).hexdigest()[:16]
-    target = cache / f"prometheus-{key}"
-    binary = target / "prometheus"
-    if binary.exists():
-        return binary
-    log(f"Building Prometheus {PROMETHEUS_VERSION} into {target} (minutes, once)")
-    cache.mkdir(parents=True, exist_ok=True)
+    package = f"{PROMETHEUS_MODULE}/cmd/prometheus@{PROMETHEUS_VERSION}"
+    flags = ["-tags", PROMETHEUS_TAGS, "-ldflags", PROMETHEUS_LDFLAGS]
     try:
-        go_install(
-            target,
-            [f"{PROMETHEUS_MODULE}/cmd/prometheus@{PROMETHEUS_VERSION}"],
-            ["-tags", PROMETHEUS_TAGS, "-ldflags", PROMETHEUS_LDFLAGS],
-            niceness=10,
-        )
+        target = ensure_built(cache / f"prometheus-{key}", [package], "Prometheus", log, flags, 10)
     except GoInstallFailed as error:
         raise PrometheusUnavailable(
             f"Prometheus {PROMETHEUS_VERSION} did not build: {error}"
         ) from None
-    return binary
+    return target / "prometheus"
 
 
 # --- configuration (pure) -----------------------------------------------------------------------

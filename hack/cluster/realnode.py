@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import hosttools
-from goinstall import GoInstallFailed, go_install
+from goinstall import GoInstallFailed, ensure_built
 
 CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
 CONTAINERD_VERSION = "v2.2.9"
@@ -453,19 +453,12 @@ def release_lock(paths: NodePaths) -> None:
 def ensure_containerd(cache: Path, log: Callable[[str], None]) -> Path:
     """The directory holding containerd, its runc shim and ctr, built once from the proxy."""
     key = hashlib.sha256(f"{CONTAINERD_VERSION} {CONTAINERD_TAGS}".encode()).hexdigest()[:16]
-    target = cache / f"node-{key}"
-    if all((target / name).exists() for name in CONTAINERD_COMMANDS):
-        return target
-    log(f"Building containerd {CONTAINERD_VERSION} into {target} (minutes, once)")
-    cache.mkdir(parents=True, exist_ok=True)
-    packages = [
-        f"{CONTAINERD_MODULE}/cmd/{name}@{CONTAINERD_VERSION}" for name in CONTAINERD_COMMANDS
-    ]
+    packages = [f"{CONTAINERD_MODULE}/cmd/{c}@{CONTAINERD_VERSION}" for c in CONTAINERD_COMMANDS]
+    flags = ["-tags", CONTAINERD_TAGS, "-ldflags", "-s -w"]
     try:
-        go_install(target, packages, ["-tags", CONTAINERD_TAGS, "-ldflags", "-s -w"])
+        return ensure_built(cache / f"node-{key}", packages, "containerd", log, flags)
     except GoInstallFailed as error:
         raise NodeUnavailable(f"containerd {CONTAINERD_VERSION} did not build: {error}") from None
-    return target
 
 
 def pause_image_archive(destination: Path) -> None:
@@ -840,17 +833,11 @@ def write_engine_files(paths: NodePaths) -> None:
 def ensure_kube_router(cache: Path, log: Callable[[str], None]) -> Path:
     """kube-router's binary, built once from the proxy."""
     key = hashlib.sha256(KUBE_ROUTER_VERSION.encode()).hexdigest()[:16]
-    target = cache / f"kube-router-{key}"
-    if (target / "kube-router").exists():
-        return target / "kube-router"
-    log(f"Building kube-router {KUBE_ROUTER_VERSION} into {target} (minutes, once)")
-    cache.mkdir(parents=True, exist_ok=True)
+    package = f"{KUBE_ROUTER_MODULE}/cmd/kube-router@{KUBE_ROUTER_VERSION}"
     try:
-        go_install(
-            target,
-            [f"{KUBE_ROUTER_MODULE}/cmd/kube-router@{KUBE_ROUTER_VERSION}"],
-            ["-ldflags", "-s -w"],
-            niceness=10,  # minutes of compiling: leave the cores to what else runs
+        # Minutes of compiling: leave the cores to what else runs.
+        target = ensure_built(
+            cache / f"kube-router-{key}", [package], "kube-router", log, ["-ldflags", "-s -w"], 10
         )
     except GoInstallFailed as error:
         raise NodeUnavailable(f"kube-router {KUBE_ROUTER_VERSION} did not build: {error}") from None
