@@ -2,9 +2,10 @@
 # `make test`'s lint and pytest, in three lanes side by side (2 cores: the lanes mostly wait on
 # control planes, rollouts and the real node, or build images):
 #   1. the linters, then every suite that needs no cluster (images, pipeline jobs, unit, contract)
-#   2. the chaos and security suites, on a control plane of their own (.cluster-test-chaos/:
-#      the API-server restart must not pull the ground from under the other lanes), then the
-#      operator suite once more, the operator authenticated as its ServiceAccount
+#   2. the chaos and security suites and the plugin's (tests/cluster/test_cli.py), on a control
+#      plane of their own (.cluster-test-chaos/: the API-server restart must not pull the ground
+#      from under the other lanes), then the operator suite once more, the operator
+#      authenticated as its ServiceAccount
 #   3. every other cluster suite, and the real node's, on the shared test control plane
 # Arguments go to every pytest run (e.g. --durations=30). Lanes 1 and 2 write to .test-logs/,
 # shown when all have ended; lane 3 prints as it goes.
@@ -19,7 +20,7 @@ mkdir -p .test-logs
 standalone=$!
 (
   export TESTAPP_CLUSTER_DIR=$PWD/.cluster-test-chaos
-  "$pytest" -m cluster -p no:cacheprovider tests/chaos tests/security "$@"
+  "$pytest" -m cluster -p no:cacheprovider tests/chaos tests/security tests/cluster/test_cli.py "$@"
   chaos=$?
   echo "== The operator suite again, the operator authenticated as its ServiceAccount (k8s/operator RBAC)"
   "$pytest" tests/cluster/test_operator.py --operator-identity=serviceaccount -p no:cacheprovider "$@"
@@ -29,16 +30,16 @@ chaos=$!
 trap 'kill "$standalone" "$chaos" 2>/dev/null' EXIT
 
 echo "== The cluster suites (beside them: .test-logs/standalone.log, .test-logs/chaos.log)"
-"$pytest" -m cluster --ignore=tests/chaos --ignore=tests/security "$@"
+"$pytest" -m cluster --ignore=tests/chaos --ignore=tests/security --ignore=tests/cluster/test_cli.py "$@"
 cluster=$?
 wait "$chaos"
 chaos=$?
 wait "$standalone"
 alone=$?
 trap - EXIT
-echo "== The chaos and security suites, then the ServiceAccount run (.test-logs/chaos.log)"
+echo "== The chaos, security and plugin suites, then the ServiceAccount run (.test-logs/chaos.log)"
 cat .test-logs/chaos.log
 echo "== The linters and the suites that need no cluster (.test-logs/standalone.log)"
 cat .test-logs/standalone.log
-echo "== make test: cluster suites exit $cluster, chaos and security exit $chaos, the others exit $alone"
+echo "== make test: cluster suites exit $cluster, chaos, security and plugin exit $chaos, the others exit $alone"
 exit $((cluster || chaos || alone))

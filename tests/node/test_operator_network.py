@@ -1,5 +1,5 @@
 """The operator's Pod, installed from its image on the real node (`python -m
-testapp_operator.install operator`, what `make install-operator` runs), behind its own
+testapp_operator.delivery.install operator`, what `make install-operator` runs), behind its own
 NetworkPolicies (k8s/operator/networkpolicy.yaml) enforced by kube-router: it reaches the API
 server, and nothing else. Each connection is put to the model too (netpol_model.py)."""
 
@@ -51,7 +51,7 @@ def scene(cluster: LiveCluster, app_images: appimages.AppImages, real_node: str)
         with host_ends(cluster) as hosts:
             installed = subprocess.run(
                 [
-                    sys.executable, "-m", "testapp_operator.install", "operator",
+                    sys.executable, "-m", "testapp_operator.delivery.install", "operator",
                     "--image", repository, "--digest", digest, "--timeout", "240",
                     "--manifests", str(REPO / "k8s" / "operator"),
                 ],
@@ -63,6 +63,9 @@ def scene(cluster: LiveCluster, app_images: appimages.AppImages, real_node: str)
             yield Scene(operators, other, peer, hosts)
     finally:
         cluster.kubectl("delete", "deployment", "testapp-operator", "-n", NAMESPACE, check=False)
+        # Later tests install the operator here too, on kwok: the namespace goes back as it was.
+        placed = (f"{key}-" for key in localcluster.realnode.placement())
+        cluster.kubectl("annotate", "namespace", NAMESPACE, *placed, check=False)
         probes.delete_all()
 
 

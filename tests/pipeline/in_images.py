@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -133,6 +134,7 @@ class Pipeline:
             "DIND_IMAGE": self.standins.dind,
             "STANDIN_PYTHON_IMAGE": self.standins.python,
             "REGISTRY_LOGIN": "skip",  # the loopback registry has no authentication
+            "TESTAPP_JOB_RUN": uuid.uuid4().hex,  # finds this run's service containers
         }
         trigger = trigger.with_variables(**{**variables, **trigger.variables})
         result = run(
@@ -151,7 +153,26 @@ class Pipeline:
         )
         for report in ("build.env", "promote.env"):  # copied back to the checkout
             (REPO / report).unlink(missing_ok=True)
+        self.remove_services(trigger.variables["TESTAPP_JOB_RUN"])
         return JobRun(" ".join(jobs), result.stdout + result.stderr)
+
+    def remove_services(self, job_run: str) -> None:
+        """gitlab-ci-local leaves a failed job's service containers (the dind stand-in) running
+        under podman: remove this run's, and only this run's (other tests run jobs meanwhile)."""
+        listed = subprocess.run(
+            ["podman", "ps", "-aq", f"--filter=ancestor={self.standins.dind}"],
+            env=ENV, capture_output=True, text=True, check=False,
+        ).stdout.split()  # fmt: skip
+        if not listed:
+            return
+        environments = subprocess.run(
+            ["podman", "inspect", "--format={{.Id}} {{range .Config.Env}}{{.}} {{end}}", *listed],
+            env=ENV, capture_output=True, text=True, check=False,
+        ).stdout.splitlines()  # fmt: skip
+        ours = [line.split()[0] for line in environments if f"TESTAPP_JOB_RUN={job_run}" in line]
+        if ours:
+            removal = ["podman", "rm", "--force", "--time=0", *ours]
+            subprocess.run(removal, env=ENV, capture_output=True, check=False)
 
     def digest(self, reference: str) -> str | None:
         """The manifest digest of registry/reference, None when there is no such image (skopeo
