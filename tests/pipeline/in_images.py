@@ -15,6 +15,7 @@ from there by the deploy jobs. The python image of pip-audit is not run here (Py
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import threading
 import uuid
@@ -134,7 +135,7 @@ class Pipeline:
             "DIND_IMAGE": self.standins.dind,
             "STANDIN_PYTHON_IMAGE": self.standins.python,
             "REGISTRY_LOGIN": "skip",  # the loopback registry has no authentication
-            "TESTAPP_JOB_RUN": uuid.uuid4().hex,  # finds this run's service containers
+            "TESTAPP_JOB_RUN": uuid.uuid4().hex,  # finds this run's containers
         }
         trigger = trigger.with_variables(**{**variables, **trigger.variables})
         result = run(
@@ -153,23 +154,26 @@ class Pipeline:
         )
         for report in ("build.env", "promote.env"):  # copied back to the checkout
             (REPO / report).unlink(missing_ok=True)
-        self.remove_services(trigger.variables["TESTAPP_JOB_RUN"])
+        self.remove_containers(trigger.variables["TESTAPP_JOB_RUN"])
         return JobRun(" ".join(jobs), result.stdout + result.stderr)
 
-    def remove_services(self, job_run: str) -> None:
-        """gitlab-ci-local leaves a failed job's service containers (the dind stand-in) running
-        under podman: remove this run's, and only this run's (other tests run jobs meanwhile)."""
+    def remove_containers(self, job_run: str) -> None:
+        """gitlab-ci-local under podman leaves its job containers behind, and a failed job's
+        services (the dind stand-in) running: remove this run's, and only this run's (other
+        tests run jobs meanwhile)."""
         listed = subprocess.run(
-            ["podman", "ps", "-aq", f"--filter=ancestor={self.standins.dind}"],
+            ["podman", "ps", "-aq"],
             env=ENV, capture_output=True, text=True, check=False,
         ).stdout.split()  # fmt: skip
         if not listed:
             return
         environments = subprocess.run(
-            ["podman", "inspect", "--format={{.Id}} {{range .Config.Env}}{{.}} {{end}}", *listed],
+            ["podman", "inspect", "--format={{.Id}} {{json .Config.Env}}", *listed],
             env=ENV, capture_output=True, text=True, check=False,
         ).stdout.splitlines()  # fmt: skip
-        ours = [line.split()[0] for line in environments if f"TESTAPP_JOB_RUN={job_run}" in line]
+        marker = f"TESTAPP_JOB_RUN={job_run}"
+        pairs = (line.split(" ", 1) for line in environments if " " in line)
+        ours = [container for container, env in pairs if marker in json.loads(env)]
         if ours:
             removal = ["podman", "rm", "--force", "--time=0", *ours]
             subprocess.run(removal, env=ENV, capture_output=True, check=False)
