@@ -46,12 +46,23 @@ images=$($BIN/python hack/cluster/appimages.py push --tags 0.1.0 0.2.0)
 IMAGE=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["repository"])' <<<"$images")
 echo "$images"
 
+releases=(test-app-dev test-app-stg test-app-ppd test-app-prd)
+if [ -n "$(kubectl get tar "${releases[@]}" --ignore-not-found -o name)" ]; then
+  step "A demo ran on this cluster before: its releases go first, so this one starts from revision 1"
+  run kubectl delete tar "${releases[@]}" --ignore-not-found
+  deadline=$((SECONDS + 180))
+  until [ -z "$(kubectl get namespace "${releases[@]}" --ignore-not-found -o name)" ]; do
+    ((SECONDS < deadline)) || { echo "the namespaces of the last demo are still terminating" >&2; exit 1; }
+    sleep 1
+  done
+fi
+
 step "Release all four environments on the real node (their namespaces select it)"
-run $CLUSTER place test-app-dev test-app-stg test-app-ppd test-app-prd
+run $CLUSTER place "${releases[@]}"
 for env in dev stg ppd prd; do
   make -s --no-print-directory manifests ENV=$env TAG=0.1.0 IMAGE="$IMAGE" | kubectl apply -f -
 done
-run kubectl wait tar test-app-dev test-app-stg test-app-ppd test-app-prd \
+run kubectl wait tar "${releases[@]}" \
   --for=jsonpath='{.status.phase}'=Ready --timeout=300s
 run kubectl get pods -A -l app.kubernetes.io/name=test-app -o wide
 for env in dev stg ppd prd; do wait_version $env 0.1.0; answer $env version; done

@@ -64,7 +64,8 @@ def python_programs(path: Path) -> set[str]:
 def shell_commands(line: str) -> list[str]:
     """The first word of each simple command on a (logical) line of shell."""
     line = re.sub(r"'[^']*'|\"[^\"]*\"", "''", line.split(" #")[0])
-    line = re.sub(r"\$\(\(.*?\)\)", "VAR", line).replace(")", " ")  # arithmetic, not commands
+    # Arithmetic and array assignments hold no commands.
+    line = re.sub(r"\$\(\(.*?\)\)|\b\w+=\([^)]*\)", "VAR", line).replace(")", " ")
     commands = []
     for part in re.split(r"\|\||&&|[;|`!(]|\{\s|\bthen\b|\bdo\b|\belse\b", line):
         words = part.split()
@@ -177,7 +178,7 @@ def test_the_scan_reads_each_way_of_starting_a_program(tmp_path: Path) -> None:
     assert python_programs(source) == {"nft", "ipset", "conntrack", "mmdebstrap"}
     recipe = (
         "\t@set -e; if [ -x $(BIN)/x ]; then rsync -a $$(mktemp -d) y && wrk -d1 | tee z; fi; "
-        "exit $$((a || b))\n"
+        "exit $$((a || b)); names=(one two)\n"
     )
     assert shell_programs(recipe_lines(without_make_references(recipe)), set()) == {
         "rsync",
