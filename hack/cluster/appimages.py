@@ -124,7 +124,8 @@ def push(registry: str, tags: list[str], log=print) -> AppImages:
 
 def push_operator(registry: str, log=print) -> tuple[str, str]:
     """Build the operator image (Dockerfile.operator, its tests inside the build) and push it;
-    returns (repository, digest), what `python -m testapp_operator.delivery.install operator` takes."""
+    returns (repository, digest), what `python -m testapp_operator.delivery.install operator`
+    takes."""
     toolchain.install(log)
     base = toolchain.build_base_image(log)
     log(f"Building {OPERATOR_LOCAL_NAME} from Dockerfile.operator")
