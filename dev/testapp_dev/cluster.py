@@ -106,10 +106,13 @@ class AuditLog:
 
     def writes_since(self, mark: int, agents: tuple[str, ...] = OPERATOR_AGENTS) -> list[dict]:
         """Write requests (ResponseComplete) made since `mark` by clients of these agents."""
-        with self.path.open() as log:
-            log.seek(mark)
+        with self.path.open("rb") as log:
+            # The mark may have been taken halfway through a line: start at the next whole one.
+            log.seek(max(mark - 1, 0))
+            if mark and log.read(1) != b"\n":
+                log.readline()
             # The API server may be halfway through its last line: only whole lines are read.
-            entries = [json.loads(line) for line in log if line.endswith("\n") and line.strip()]
+            entries = [json.loads(line) for line in log if line.endswith(b"\n") and line.strip()]
         return [
             entry
             for entry in entries
