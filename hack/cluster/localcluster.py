@@ -292,9 +292,15 @@ def repair_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str
     if restarted is None:
         if node_running(Path(cluster.state_dir)):
             log("containerd of the real node was not running: starting the node afresh")
+        elif not realnode.unavailable_reason(paths):
+            log("The real node was not running: starting it")
         return start_real_node(cluster, die_with_parent, log)
     if restarted:
-        log(f"{' and '.join(restarted)} of the real node were not running: starting them again")
+        one = len(restarted) == 1
+        log(
+            f"{' and '.join(restarted)} of the real node {'was' if one else 'were'} not running: "
+            f"starting {'it' if one else 'them'} again"
+        )
         try:
             wait_node_ready(cluster, restarted, started)
         except ClusterError as error:

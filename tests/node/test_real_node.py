@@ -150,7 +150,7 @@ def test_cluster_up_starts_a_dead_kubelet_again_and_the_pods_keep_serving(
 
     running = localcluster.up(Path(cluster.state_dir), log=said.append, real_node=True)
 
-    assert "kubelet of the real node were not running: starting them again" in said
+    assert "kubelet of the real node was not running: starting it again" in said
     assert not any("afresh" in line for line in said), said
     assert localcluster.node_ready(
         running.server, localcluster.admin_context(Path(cluster.state_dir)), real_node
