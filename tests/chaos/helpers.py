@@ -100,7 +100,8 @@ def restart_component(state: Path, component: str, timeout: float = 60) -> None:
     assert cluster is not None, f"no cluster state in {state}"
     pid = localcluster.component_pids(cluster)[component]
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 10, what=f"{pid} gone")
+    # Gone or a zombie (realnode.zombie says True for both).
+    wait_until(lambda: localcluster.realnode.zombie(pid), 10, what=f"{pid} gone")
     # Reap it if it is our child (the test session started the cluster); harmless otherwise.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
@@ -113,10 +114,3 @@ def restart_component(state: Path, component: str, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{component} did not become ready again in {timeout} s")
         time.sleep(0.2)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
