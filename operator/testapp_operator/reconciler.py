@@ -128,18 +128,15 @@ class Reconciler:
         )
         try:
             await self.act(name, state, observed.release, actions)
-        except ApiException as error:
-            if error.status != 409:
-                await self.report(name, state, observed.release, error)
-                raise
-            logger.info(
-                "%s: changed since it was read, looking again: %s",
-                name,
-                error.reason,
-                extra={"release": name, "reason": "Conflict", "revision": None},
-            )
-            return Result(CONFLICT_RETRY)
         except Exception as error:
+            if isinstance(error, ApiException) and error.status == 409:
+                logger.info(
+                    "%s: changed since it was read, looking again: %s",
+                    name,
+                    error.reason,
+                    extra={"release": name, "reason": "Conflict", "revision": None},
+                )
+                return Result(CONFLICT_RETRY)
             await self.report(name, state, observed.release, error)
             raise
         state.failure = None
