@@ -266,3 +266,31 @@ def test_cluster_up_restarts_exactly_what_died_and_keeps_what_the_cluster_holds(
         timeout=30,
         what="every component, restarted ones too, to exit",
     )
+
+
+def test_cluster_up_waits_for_a_restarted_api_server_before_what_depends_on_it(
+    tmp_path: Path,
+) -> None:
+    """The controller-manager exits when it finds no API server: a repair of both starts the API
+    server, waits until it is ready, and only then the controller-manager."""
+    env = {**os.environ, "TESTAPP_CLUSTER_DIR": str(tmp_path), "TESTAPP_REAL_NODE": "0"}
+    launcher = [sys.executable, str(REPO / "hack" / "cluster" / "localcluster.py")]
+    try:
+        subprocess.run([*launcher, "up"], env=env, capture_output=True, check=True, timeout=180)
+        cluster = localcluster.read_state(tmp_path)
+        assert cluster is not None
+        pids = localcluster.component_pids(cluster)
+        for component in ("kube-apiserver", "kube-controller-manager"):
+            os.kill(pids[component], signal.SIGKILL)
+
+        repaired = subprocess.run(
+            [*launcher, "up"], env=env, capture_output=True, text=True, timeout=180
+        )
+
+        assert repaired.returncode == 0, repaired.stderr
+        assert "kube-controller-manager was not running: starting it again" in repaired.stdout
+        running = localcluster.read_state(tmp_path)
+        assert running is not None and localcluster.is_healthy(running)
+        assert set(localcluster.COMPONENTS) <= set(localcluster.component_pids(running))
+    finally:
+        subprocess.run([*launcher, "down"], env=env, capture_output=True, timeout=120)
