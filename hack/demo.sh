@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the whole product on the local control plane, step by step.
 # Starts the cluster and the operator, releases all four environments, rolls dev forward and
-# back, lets stg roll back by itself from a broken image, and leaves everything running.
+# back, lets stg roll back by itself from a broken image, runs two canaries on ppd (one promoted,
+# one aborted by Prometheus's numbers), and leaves everything running.
 # On the real node (hack/cluster/realnode.py) the Pods run the test-app image built here and
 # answer through their Services; where the node cannot run, the demo says why and uses kwok.
 set -euo pipefail
@@ -42,7 +43,8 @@ wait_version() {
 }
 
 step "Build the test-app image (its tests run inside the build) and push it to the loopback registry"
-images=$($BIN/python hack/cluster/appimages.py push --tags 0.1.0 0.2.0)
+# --fault: also the build whose / answers 500 (tag fault-500), the one a canary analysis aborts.
+images=$($BIN/python hack/cluster/appimages.py push --tags 0.1.0 0.2.0 --fault)
 IMAGE=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["repository"])' <<<"$images")
 echo "$images"
 
@@ -96,6 +98,28 @@ run kubectl get events -n default --field-selector involvedObject.name=test-app-
 run kubectl get events -n test-app-stg --field-selector reason=BackOff
 wait_version stg 0.1.0; answer stg version
 
+step "A canary on ppd, judged by the real Prometheus: 0.2.0 is promoted, a build answering 500 is aborted"
+run kubectl patch tar test-app-ppd --type=merge --patch-file hack/demo-canary.yaml
+run kubectl wait tar test-app-ppd --for=jsonpath='{.status.phase}'=Ready --timeout=120s
+# Requests to / while the canaries run, so the analysis has numbers (bounded: 6 minutes at most).
+ip=$(kubectl get service test-app-ppd -n test-app-ppd -o jsonpath='{.spec.clusterIP}')
+(
+  deadline=$((SECONDS + 360))
+  until ((SECONDS >= deadline)); do curl -s -o /dev/null --max-time 1 "http://$ip/" || true; sleep 0.1; done
+) &
+traffic=$!
+trap 'kill $traffic 2>/dev/null || true' EXIT
+run kubectl testapp deploy ppd --tag 0.2.0 --cause "demo: a canary that passes"
+run kubectl testapp status -o wide
+run kubectl get events -n default --field-selector involvedObject.name=test-app-ppd,reason=AnalysisMeasured
+run kubectl patch tar test-app-ppd --type=merge -p '{"spec":{"tag":"fault-500"}}'
+run kubectl wait tar test-app-ppd --for=jsonpath='{.status.canary.phase}'=Aborted --timeout=180s
+kill $traffic 2>/dev/null || true
+run kubectl testapp status -o wide
+run kubectl testapp history ppd
+run kubectl get events -n default --field-selector involvedObject.name=test-app-ppd,reason=AbortCanary
+wait_version ppd 0.2.0; answer ppd version
+
 cat <<TXT
 
 Everything is still running. Look around:
@@ -104,6 +128,7 @@ Everything is still running. Look around:
   kubectl logs -n test-app-dev deploy/test-app-dev     # the app's own JSON access log
   kubectl exec -n test-app-dev deploy/test-app-dev -- python -c 'print(1)'
   kubectl testapp history stg               # the broken build, Failed, and the rollback
+  kubectl testapp history ppd               # a canary promoted, one aborted on its analysis
   tail -f .cluster/logs/kubelet.log         # the node: kubelet, containerd, kube-proxy logs beside it
 Stop everything (control plane, node, operator): make cluster-down
 TXT

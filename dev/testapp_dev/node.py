@@ -3,6 +3,7 @@ Service: for the end-to-end tests (tests/node/) and the zero-downtime bench."""
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import statistics
@@ -137,13 +138,25 @@ class LoadResult:
 
 
 class LoadLoop:
-    """GET /version through a Service from a few threads, one new connection per request (each
-    is routed afresh by kube-proxy), until stopped or bounded by `max_seconds`/`max_requests`."""
+    """GET `path` (/version) through a Service from a few threads, one new connection per request
+    (each is routed afresh by kube-proxy), until stopped or bounded by `max_seconds`/
+    `max_requests`."""
 
     def __init__(
-        self, url: str, threads: int = 4, max_seconds: float = 180, max_requests: int = 50_000
+        self,
+        url: str,
+        threads: int = 4,
+        max_seconds: float = 180,
+        max_requests: int = 50_000,
+        path: str = "/version",
+        interval: float = 0.0,
     ) -> None:
+        """`interval`: seconds each thread waits between requests. A loop longer than a minute
+        needs one: every request is a new connection, and a closed one holds its local port in
+        TIME_WAIT for 60 s, so more than ~28 000 in a minute exhaust the ports (EADDRNOTAVAIL)."""
         self.url = url
+        self.path = path
+        self.interval = interval
         self.threads = threads
         self.deadline = time.monotonic() + max_seconds
         self.max_requests = max_requests
@@ -175,11 +188,13 @@ class LoadLoop:
             started = time.perf_counter()
             error = None
             try:
-                status, body = get_json(self.url, "/version")
+                status, body = get_json(self.url, self.path)
                 if status != 200:
                     error = f"HTTP {status}"
             except (OSError, ValueError, http.client.HTTPException) as failure:
                 error = type(failure).__name__
+                if isinstance(failure, OSError) and failure.errno in errno.errorcode:
+                    error += f" {errno.errorcode[failure.errno]}"
             elapsed = (time.perf_counter() - started) * 1000
             with self._lock:
                 if error:
@@ -188,3 +203,5 @@ class LoadLoop:
                 else:
                     self.result.latencies_ms.append(elapsed)
                     self.result.versions[body.get("version", "?")] += 1
+            if self.interval:
+                self._stop.wait(self.interval)

@@ -28,7 +28,8 @@ def rendered(manifest: dict, image: str, tag: str, digest: str) -> list[dict]:
     }
     release = Release.from_body(body)
     revision = Revision(1, release.snapshot)
-    return [*render.children(release, revision), render.controller_revision(release, revision)]
+    running = render.Running.only(release, revision)
+    return [*render.children(release, running), render.controller_revision(release, revision)]
 
 
 def main() -> None:

@@ -9,8 +9,9 @@ module's files, so every clone on this machine shares it), writes certificates a
 under .cluster/ in the work tree, starts every component in one process group, and waits for them
 in order; on a running cluster it starts again exactly what died. An image registry on loopback
 runs in the same group (`env` prints its address). `operator` runs the operator in the background
-in the same group. `down` stops the group. The pytest fixture in tests/conftest.py uses the same
-functions.
+in the same group. With the real node, a Prometheus on loopback (clusterprometheus.py; `env`
+prints TESTAPP_PROMETHEUS_URL, the operator gets it as --prometheus). `down` stops the group.
+The pytest fixture in tests/conftest.py uses the same functions.
 
 This file is the lifecycle and the command line; beside it, one module per concern:
 kubebuild.py (the binary), pki.py (certificates, kubeconfigs), components.py (each component's
@@ -36,6 +37,8 @@ from pathlib import Path
 # path; hosttools.py (the host programs) one folder up.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+import clusterprometheus
+import prometheus
 import realnode
 from components import (
     COMPONENTS,
@@ -128,7 +131,7 @@ def up(
         running = repair(running, log, timeout)
         if real_node:
             repair_real_node(running, die_with_parent, log)
-        return running
+        return read_state(state) or running
     if running:
         log("The local control plane is not running any more: starting it afresh")
         down(state)
@@ -136,7 +139,7 @@ def up(
     ensure_crane(log)
     started = time.monotonic()
     deadline = started + timeout
-    for stale in ("etcd", "logs", "apiserver-certs"):
+    for stale in ("etcd", "logs", "apiserver-certs", "prometheus"):
         shutil.rmtree(state / stale, ignore_errors=True)
     (state / "logs").mkdir(parents=True)
     write_pki(state / "pki")
@@ -213,7 +216,7 @@ def up(
     log(f"Local control plane ready in {time.monotonic() - started:.1f} s: {server}")
     if real_node:
         start_real_node(cluster, die_with_parent, log)
-    return cluster
+    return read_state(state) or cluster
 
 
 NODE_READY_TIMEOUT = 120
@@ -278,7 +281,22 @@ def start_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str]
         return False
     paths.unavailable.unlink(missing_ok=True)
     log(f"Real node {realnode.node_name()} Ready in {time.monotonic() - started:.1f} s")
+    ensure_prometheus(cluster, die_with_parent, log)
     return True
+
+
+def ensure_prometheus(cluster: Cluster, die_with_parent: bool, log: Callable[[str], None]) -> None:
+    """The Prometheus of a cluster with the real node: started (again, on the address recorded)
+    unless it answers; where it cannot start, one line says why and the node runs without it."""
+    cluster = read_state(Path(cluster.state_dir)) or cluster
+    if cluster.prometheus and clusterprometheus.running(cluster):
+        return
+    if cluster.prometheus:
+        log("Prometheus was not running: starting it again")
+    try:
+        clusterprometheus.start(cluster, realnode.node_name(), die_with_parent, log)
+    except (prometheus.PrometheusUnavailable, ClusterError) as error:
+        log(f"Prometheus not started, canary analyses get no answer: {error}")
 
 
 def repair_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str], None]) -> bool:
@@ -313,6 +331,7 @@ def repair_real_node(cluster: Cluster, die_with_parent: bool, log: Callable[[str
         except realnode.NodeUnavailable as error:
             log(f"The NetworkPolicy engine did not come back ({error}): starting the node afresh")
             return start_real_node(cluster, die_with_parent, log)
+    ensure_prometheus(cluster, die_with_parent, log)
     return True
 
 
@@ -373,6 +392,8 @@ def start_operator(state: Path = STATE_DIR) -> tuple[int, int]:
         taken = probe.connect_ex(("127.0.0.1", OPERATOR_METRICS_PORT)) == 0
     metrics_port = free_ports(1)[0] if taken else OPERATOR_METRICS_PORT
     log = (state / "logs" / "operator.log").open("ab")
+    # The analyses of canary steps ask the cluster's Prometheus, where it has one.
+    analyses = clusterprometheus.url(cluster)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -380,6 +401,7 @@ def start_operator(state: Path = STATE_DIR) -> tuple[int, int]:
             "testapp_operator",
             "--standalone",
             f"--metrics-port={metrics_port}",
+            *([f"--prometheus={analyses}"] if analyses else []),
         ],
         env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
         stdout=log,
@@ -485,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export KUBECONFIG={kubeconfig}")
             if registry := registry_address():
                 print(f"export TESTAPP_REGISTRY={registry}")
+            if (cluster := read_state()) and (analyses := clusterprometheus.url(cluster)):
+                print(f"export TESTAPP_PROMETHEUS_URL={analyses}")
         elif args.command == "kubeconfig":
             print(kubeconfig)
         elif args.command == "status":
@@ -496,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Registry at {registry_address() or '(none: make cluster-up starts one)'}")
             reason = real_node_unavailable()
             print(f"Real node: {reason or realnode.node_name() + ' (label testapp.dev/node=real)'}")
+            print(f"Prometheus: {clusterprometheus.status_line(cluster)}")
             for component, size in sorted(rss_mb(cluster).items()):
                 print(f"  {component:<24} RSS {size:7.1f} MiB")
     except ClusterError as error:

@@ -36,6 +36,8 @@ CLIENT_CERTS = (
     ("kube-proxy", "system:kube-proxy", None),
     # The NetworkPolicy engine reads every Pod, Namespace and NetworkPolicy (realnode.py).
     ("kube-router", "system:kube-router", "system:masters"),
+    # Prometheus lists and watches Pods only (clusterprometheus.py grants it that).
+    ("prometheus", "testapp:prometheus", None),
 )
 
 

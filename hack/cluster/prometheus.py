@@ -202,6 +202,31 @@ def prometheus_config(
 # --- run ----------------------------------------------------------------------------------------
 
 
+def reader_rbac(subject: dict[str, str]) -> list[dict[str, Any]]:
+    """The ClusterRole and binding that let `subject` (a User or a ServiceAccount) discover Pods:
+    list and watch them, nothing else."""
+    name = "testapp-prometheus"
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [subject],
+        },
+    ]
+
+
 def free_address() -> str:
     """A loopback host:port nothing listens on right now."""
     with socket.socket() as probe:
@@ -235,7 +260,7 @@ def start(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
-            str(binary),
+            "prometheus",  # its name in /proc, which `localcluster.py status` lists
             f"--config.file={config_file}",
             f"--storage.tsdb.path={data_dir}",
             "--storage.tsdb.retention.time=1d",
@@ -243,6 +268,7 @@ def start(
             # POST /-/reload picks up a rewritten config without a restart.
             "--web.enable-lifecycle",
         ],
+        executable=binary,
         stdin=subprocess.DEVNULL,
         stdout=log_file.open("ab"),
         stderr=subprocess.STDOUT,

@@ -46,6 +46,8 @@ class Cluster:
     state_dir: str
     # Process groups of components restarted from another session, which cannot join `pgid`.
     groups: tuple[int, ...] = ()
+    # host:port of the Prometheus started with the real node (clusterprometheus.py), or "".
+    prometheus: str = ""
 
     @property
     def all_groups(self) -> tuple[int, ...]:
@@ -71,6 +73,7 @@ def read_state(state: Path = STATE_DIR) -> Cluster | None:
         binary=raw["binary"],
         state_dir=raw["state_dir"],
         groups=tuple(raw.get("groups", ())),
+        prometheus=raw.get("prometheus", ""),
     )
 
 

@@ -70,6 +70,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="Prometheus /metrics port; 0 disables (env TESTAPP_METRICS_PORT)",
     )
     parser.add_argument(
+        "--prometheus",
+        default=env("TESTAPP_PROMETHEUS_URL"),
+        help="the Prometheus a canary's analysis asks, e.g. http://prometheus:9090 "
+        "(env TESTAPP_PROMETHEUS_URL)",
+    )
+    parser.add_argument(
         "--peering",
         default=env("TESTAPP_PEERING", OPERATOR_NAME),
         help="ClusterKopfPeering name shared by the replicas (env TESTAPP_PEERING)",
@@ -112,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             standalone=args.standalone,
             peering=args.peering,
             priority=args.priority,
+            prometheus=args.prometheus,
             watch_clock=health.WatchClock(),
         ),
     )

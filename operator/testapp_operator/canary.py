@@ -513,7 +513,7 @@ def _duration(data: Any, where: str) -> int:
     seconds: int | None = None
     if isinstance(data, int) and not isinstance(data, bool):
         seconds = data
-    elif isinstance(data, str) and data and (match := DURATION_RE.match(data)):
+    elif isinstance(data, str) and data and (match := DURATION_RE.fullmatch(data)):
         hours, minutes, secs = (int(part or 0) for part in match.groups())
         seconds = hours * 3600 + minutes * 60 + secs
     if seconds is None or not 1 <= seconds <= DURATION_MAX:
@@ -915,6 +915,8 @@ class Observation:
     ready: Mapping[tuple[str, int], int] = field(default_factory=dict)
     measurement: Measurement | None = None
     command: Command | None = None
+    # Why the canary Deployment cannot become ready (its progress deadline passed), if it cannot.
+    canary_failed: str | None = None
 
     def ready_pods(self, track: str, revision: int) -> int:
         return self.ready.get((track, revision), 0)
@@ -933,6 +935,7 @@ class Event:
     reason: str  # CanaryStep, CanaryWeight, CanaryPaused, AnalysisMeasured, ...
     message: str
     warning: bool = False
+    verdict: Verdict | None = None  # an AnalysisMeasured's (testapp_analysis_total{result})
 
 
 class Outcome(enum.Enum):
@@ -945,7 +948,7 @@ class Ending:
     """How a canary ended, for the revision's outcome and the deployment log."""
 
     outcome: Outcome
-    reason: str  # Promoted, AbortedByUser, AnalysisFailed, AnalysisError
+    reason: str  # Promoted, AbortedByUser, AnalysisFailed, AnalysisError, CanaryFailed
     message: str
     value: str = ""  # the measured value that decided it, if a measurement did
 
@@ -1033,8 +1036,10 @@ class _Machine:
         self.ending: Ending | None = None
         self.requeue_after: float | None = None
 
-    def emit(self, reason: str, message: str, warning: bool = False) -> None:
-        self.events.append(Event(reason, message, warning))
+    def emit(
+        self, reason: str, message: str, warning: bool = False, verdict: Verdict | None = None
+    ) -> None:
+        self.events.append(Event(reason, message, warning, verdict))
 
     @property
     def command(self) -> Command | None:
@@ -1046,6 +1051,9 @@ class _Machine:
             return
         if self.command is not None and self.command.abort:
             self.abort("AbortedByUser", "aborted by kubectl testapp abort", value="")
+            return
+        if self.observation.canary_failed is not None and self.state.phase is not Phase.PROMOTING:
+            self.abort("CanaryFailed", self.observation.canary_failed, value="")
             return
         if self.state.phase is Phase.PROMOTING:
             self.finish_promotion()
@@ -1148,6 +1156,7 @@ class _Machine:
             "AnalysisMeasured",
             f"step {self.position}: {verdict.value}: {judgement.message}",
             warning=verdict is not Verdict.SUCCESSFUL,
+            verdict=verdict,
         )
         if analysis.failed > step.failure_limit:
             self.abort(

@@ -18,13 +18,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from testapp_operator import GENERATION_LABEL, OUTCOME_ANNOTATION, render
+from testapp_operator import GENERATION_LABEL, OUTCOME_ANNOTATION, canary, render
+from testapp_operator.canary import CanaryState, Measurement, MeasurementRequest, StrategyError
+from testapp_operator.canary_rollout import Steering, steer
 from testapp_operator.conditions import set_condition
-from testapp_operator.deploylog import log_after
+from testapp_operator.deploylog import Abort, log_after
 from testapp_operator.drift import needs_apply
 from testapp_operator.release import Release, ReleaseError, Snapshot
 from testapp_operator.revisions import Decision, Outcome, Plan, Revision, plan
-from testapp_operator.rollout import observe_deployment
+from testapp_operator.rollout import Rollout, observe_deployment
 from testapp_operator.status import compute_status
 
 Body = dict[str, Any]
@@ -91,16 +93,24 @@ class Actions:
     # 4. The other children and the new revision's ControllerRevision, together.
     children: tuple[Body, ...] = ()
     record: Body | None = None
-    # 5. ControllerRevisions to delete, each with the event to record if this delete removed it.
+    # 5. ControllerRevisions to delete, each with the event to record if this delete removed it;
+    #    children no longer wanted (kind, name): the canary Deployment once the strategy is gone.
     prune: tuple[tuple[str, Event], ...] = ()
+    remove: tuple[tuple[str, str], ...] = ()
     # 6. Events, once the writes above succeeded; then the status (a merge patch).
     events: tuple[Event, ...] = ()
     status: Body | None = None
     phase: str | None = None
     requeue_after: float | None = None
+    # Nothing is written: run this query, then decide again with its answer.
+    measure: MeasurementRequest | None = None
+    analysed: tuple[str, ...] = ()  # verdicts of the measurement taken (testapp_analysis_total)
+    canary_weight: int | None = None  # the canary's share now, while it has one
 
 
-def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
+def decide(
+    observed: Observed, memory: Memory, now: datetime, measurement: Measurement | None = None
+) -> Actions:
     body = observed.release
     if body is None or body["metadata"].get("deletionTimestamp"):
         return Actions(memory=memory)
@@ -116,13 +126,40 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
             return Actions(memory=replace(memory, stale_since=since), requeue_after=STALE_RETRY)
     memory = replace(memory, stale_since=None)
     rollout = observe_deployment(running)
+    canary_deployment = observed.children.get(("Deployment", render.canary_name(name)))
     stored, notes = _read_revisions(name, observed.revisions)
     # Outcomes from the freshest status we know of (our own last write, if the watch lags).
     revisions = _with_recorded_outcomes(stored, body)
     decided = plan(release, revisions, rollout)
     status = body.get("status") or {}
+    previous_canary = _canary_state(name, status, notes)
+    known = [*revisions, *([decided.create] if decided.create else [])]
+    steering = steer(
+        release,
+        decided,
+        {r.number: r for r in known},
+        previous_canary,
+        rollout,
+        observe_deployment(canary_deployment),
+        measurement,
+        now,
+    )
+    if steering.measure is not None:
+        return Actions(memory=memory, notes=tuple(notes), measure=steering.measure)
+    ending = steering.ending
+    if ending is not None and ending.outcome is canary.Outcome.ABORTED:
+        decided = _after_abort(release, revisions, rollout, steering)
+    decided = _explained(decided, steering.state)
     new_generation = status.get("observedGeneration") != release.generation
-    if decided.decision is not Decision.UNCHANGED and (new_generation or decided.deploy):
+    # A canary under way deploys its target on every reconcile: said once, when it starts.
+    canary_going_on = (
+        previous_canary is not None
+        and previous_canary.phase not in canary.DONE
+        and decided.target is not None
+        and previous_canary.revision == decided.target.number
+    )
+    deploying = decided.deploy and not canary_going_on
+    if decided.decision is not Decision.UNCHANGED and (new_generation or deploying):
         number = decided.target.number if decided.target else None
         notes.append(
             Note(logging.INFO, f"{name}: {decided.message}", str(decided.decision), number)
@@ -139,19 +176,33 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
     events: list[Event] = []
     namespace = deployment = record = None
     children: list[Body] = []
-    if decided.target is not None and not release.paused:
-        changed, drifted = _changes(release, decided, observed, new_generation)
+    if steering.running is not None and not release.paused:
+        # Nothing in the spec or the canary moved since the last reconcile, yet an object
+        # differs: drift.
+        steady = (
+            not new_generation
+            and not decided.deploy
+            and steering.state == previous_canary
+            and (steering.state is None or steering.state.phase in canary.DONE)
+        )
+        changed, drifted = _changes(release, steering.running, observed, steady)
         for desired in changed:
-            kind = desired["kind"]
-            if kind == "Namespace" and observed.children.get((kind, name)) is None:
+            kind, child = desired["kind"], desired["metadata"]["name"]
+            current = observed.children.get((kind, child))
+            if kind == "Namespace" and current is None:
                 namespace = desired
             elif kind == "Deployment":
                 # Applied only over the version this decision saw (see docs/design.md).
-                deployment = _precondition(desired, running)
+                desired = _precondition(desired, current)
+                if child == name:
+                    deployment = desired
+                else:
+                    children.append(desired)
             else:
                 children.append(desired)
         if drifted:
             events.append(Event("Normal", "DriftCorrected", "restored " + ", ".join(drifted)))
+    events += [_canary_event(event) for event in steering.events]
     if decided.create is not None:
         # Should this write fail, the next reconcile records what runs under the number it runs
         # with (revisions.plan), so the history stays strictly increasing and complete.
@@ -169,9 +220,17 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
     events += announced
 
     new_status = compute_status(
-        release, decided, rollout, revisions, status.get("conditions") or [], now
+        release,
+        decided,
+        rollout,
+        revisions,
+        status.get("conditions") or [],
+        now,
+        _progress(release, steering.state),
     )
-    new_status["deployments"] = log_after(body, decided, rollout, now)
+    new_status["deployments"] = log_after(body, decided, rollout, now, _abort(steering))
+    if steering.state is not None and release.strategy is not None:
+        new_status["canary"] = steering.state.to_status(len(release.strategy.steps))
     patch, requeue_after = None, None
     if _differs(new_status, status):
         wait = _progress_wait(new_status, status, memory.since_status_write)
@@ -189,11 +248,95 @@ def decide(observed: Observed, memory: Memory, now: datetime) -> Actions:
         children=tuple(children),
         record=record,
         prune=prune,
+        remove=_unwanted(release, canary_deployment),
         events=tuple(events),
         status=patch,
         phase=new_status["phase"],
-        requeue_after=requeue_after,
+        requeue_after=_sooner(requeue_after, steering.requeue_after),
+        analysed=tuple(e.verdict.value for e in steering.events if e.verdict is not None),
+        canary_weight=_weight(steering.state),
     )
+
+
+def _canary_state(name: str, status: Mapping[str, Any], notes: list[Note]) -> CanaryState | None:
+    data = status.get("canary")
+    if data is None:
+        return None
+    try:
+        return CanaryState.from_status(data)
+    except StrategyError as error:
+        notes.append(Note(logging.WARNING, f"{name}: ignoring status.canary: {error}"))
+        return None
+
+
+def _after_abort(
+    release: Release, revisions: list[Revision], rollout: Rollout, steering: Steering
+) -> Plan:
+    """The plan once the aborted canary's revision is Failed: what an automatic rollback does
+    (the newest Ready revision runs, the release is Degraded, a Failed revision is not retried),
+    and the Failed outcome recorded on its ControllerRevision too."""
+    assert steering.state is not None
+    aborted = steering.state.revision
+    failed = [replace(r, outcome=Outcome.FAILED) if r.number == aborted else r for r in revisions]
+    decided = plan(release, failed, rollout)
+    outcomes = dict(decided.outcomes) | {aborted: Outcome.FAILED}
+    return replace(decided, outcomes=tuple(sorted(outcomes.items())))
+
+
+def _explained(decided: Plan, state: CanaryState | None) -> Plan:
+    """An automatic rollback after an aborted canary says why the canary was aborted."""
+    if (
+        decided.decision is not Decision.ROLLED_BACK
+        or state is None
+        or state.phase is not canary.Phase.ABORTED
+        or decided.target is None
+        or decided.target.number != state.stable_revision
+    ):
+        return decided
+    message = (
+        f"revision {state.revision} aborted as a canary ({state.message}); revision "
+        f"{state.stable_revision} runs; change the spec or set spec.retryAt (kubectl testapp "
+        "retry) to try again"
+    )
+    return replace(decided, message=message)
+
+
+def _progress(release: Release, state: CanaryState | None) -> str | None:
+    """The Ready condition's message while a canary is under way."""
+    if state is None or release.strategy is None or state.phase in canary.DONE:
+        return None
+    steps = len(release.strategy.steps)
+    position = f"step {min(state.step + 1, steps)}/{steps}"
+    return f"canary of revision {state.revision}: {position}, weight {state.weight}%: " + (
+        state.message or state.phase.value
+    )
+
+
+def _abort(steering: Steering) -> Abort | None:
+    ending, state = steering.ending, steering.state
+    if ending is None or state is None or ending.outcome is not canary.Outcome.ABORTED:
+        return None
+    return Abort(state.revision, ending.reason, ending.message, ending.value)
+
+
+def _canary_event(event: canary.Event) -> Event:
+    return Event("Warning" if event.warning else "Normal", event.reason, event.message)
+
+
+def _unwanted(release: Release, canary_deployment: Body | None) -> tuple[tuple[str, str], ...]:
+    """The canary Deployment of a release that no longer has a strategy."""
+    if release.strategy is None and canary_deployment is not None:
+        return (("Deployment", render.canary_name(release.name)),)
+    return ()
+
+
+def _weight(state: CanaryState | None) -> int | None:
+    return None if state is None or state.phase in canary.DONE else state.weight
+
+
+def _sooner(first: float | None, second: float | None) -> float | None:
+    waits = [wait for wait in (first, second) if wait is not None]
+    return min(waits) if waits else None
 
 
 def with_created(status: Body, revision: int, created: str) -> Body:
@@ -239,15 +382,12 @@ def _precondition(desired: Body, current: Body | None) -> Body:
 
 
 def _changes(
-    release: Release, decided: Plan, observed: Observed, new_generation: bool
+    release: Release, running: render.Running, observed: Observed, steady: bool
 ) -> tuple[list[Body], list[str]]:
     """The children whose desired state differs from what exists, and which of those
     differences nothing in the spec explains (drift: "Deployment changed")."""
-    assert decided.target is not None
-    # Nothing in the spec changed since the last reconcile, yet an object differs: drift.
-    steady = not new_generation and not decided.deploy
     changed, drifted = [], []
-    for desired in render.children(release, decided.target):
+    for desired in render.children(release, running):
         current = observed.children.get((desired["kind"], desired["metadata"]["name"]))
         if needs_apply(_with_generation_of(current, desired, release.generation), current):
             changed.append(desired)

@@ -15,6 +15,7 @@ operator's own change: by `testapp-operator`, its cause the failure.
 Public interface:
 - `Action`, `Entry(at, action, revision, tag, image, ...)`, `Entry.from_data` / `to_data`.
 - `Request(by, client, cause, promoted_from, restart_at)`: who asked for the current spec.
+- `Abort(revision, reason, message, value)`: a canary aborted by this reconcile.
 - `next_log(log, decision, target, outcome, request, was_pinned, now) -> tuple[Entry, ...]`.
 - `read_log(status) -> tuple[Entry, ...]`: the stored log; entries it cannot read are dropped.
 - `log_after(body, plan, rollout, now) -> list[dict]`: the reconciler's one call: the log to
@@ -51,6 +52,7 @@ class Action(enum.StrEnum):
     UNPIN = "Unpin"  # the pin was removed: back to the latest revision
     AUTO_ROLLBACK = "AutoRollback"  # the latest revision failed: the newest Ready one runs
     PROMOTE = "Promote"  # a new revision carried over from the previous stage
+    ABORT_CANARY = "AbortCanary"  # a canary aborted (by hand, or on its analysis): stable runs
     RETRY = "Retry"  # a Failed revision attempted again (spec.retryAt)
     RESTART = "Restart"  # the running revision's Pods replaced (spec.restartAt), no new revision
 
@@ -104,6 +106,17 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Abort:
+    """A canary this reconcile aborted: its revision, why (canary.Ending's reason and message),
+    the measured value that decided it, if one did."""
+
+    revision: int
+    reason: str
+    message: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
 class Request:
     """Who asked for the spec as it is now, from the release's annotations and spec."""
 
@@ -115,8 +128,14 @@ class Request:
 
 
 def log_after(
-    body: Mapping[str, Any], plan: Plan, rollout: Rollout, now: datetime
+    body: Mapping[str, Any],
+    plan: Plan,
+    rollout: Rollout,
+    now: datetime,
+    aborted: Abort | None = None,
 ) -> list[dict[str, Any]]:
+    """`aborted`: the canary this reconcile aborted, if it did (the entry says why, and by whom:
+    the user who asked, or the operator on its analysis)."""
     status = body.get("status") or {}
     entries = next_log(
         read_log(status),
@@ -127,6 +146,7 @@ def log_after(
         was_pinned=bool(status.get("pinned")),
         now=timestamp(now),
         failed=frozenset(n for n, outcome in plan.outcomes if outcome is Outcome.FAILED),
+        aborted=aborted,
     )
     return [entry.to_data() for entry in entries]
 
@@ -172,6 +192,7 @@ def next_log(
     was_pinned: bool,
     now: str,
     failed: frozenset[int] = frozenset(),
+    aborted: Abort | None = None,
 ) -> tuple[Entry, ...]:
     """The log after this reconcile: a new entry when what runs changed (a new target, or a
     restart asked for and not yet carried out), then the newest entry's outcome brought up to
@@ -183,7 +204,10 @@ def next_log(
         return tuple(entries[:LIMIT])
     new = None
     if not entries or entries[0].revision != target.number:
-        new = _entry(_action(decision, request, was_pinned), target, request, now)
+        if aborted is not None:
+            new = _abort_entry(aborted, target, request, now)
+        else:
+            new = _entry(_action(decision, request, was_pinned), target, request, now)
     elif decision is not Decision.PAUSED and _restart_pending(entries, request.restart_at):
         # (While paused nothing is applied: the restart is carried out, and logged, on resume.)
         new = _entry(Action.RESTART, target, request, now)
@@ -227,6 +251,21 @@ def _entry(action: Action, target: Revision, request: Request, now: str) -> Entr
         # Any entry made while a restart is asked for carries it out: a new revision's rollout
         # replaces every Pod anyway.
         restart=request.restart_at or "",
+    )
+
+
+def _abort_entry(aborted: Abort, target: Revision, request: Request, now: str) -> Entry:
+    """Stable runs on (the entry's revision); the cause says which canary, why, what was seen."""
+    by_hand = aborted.reason == "AbortedByUser"
+    measured = f" (measured {aborted.value})" if aborted.value else ""
+    entry = _entry(Action.ABORT_CANARY, target, request, now)
+    return replace(
+        entry,
+        by=_bounded(request.by if by_hand else OPERATOR_NAME),
+        client=_bounded(request.client) if by_hand else "",
+        cause=_bounded(
+            f"canary revision {aborted.revision} {aborted.reason}: {aborted.message}{measured}"
+        ),
     )
 
 

@@ -30,8 +30,9 @@ from testapp_operator import (
 from testapp_operator.drift import compact
 from testapp_operator.events import EventRecorder
 from testapp_operator.kube import Kube
+from testapp_operator.prometheus import Prometheus
 from testapp_operator.queue import WorkQueue
-from testapp_operator.reconciler import Cache, Reconciler
+from testapp_operator.reconciler import Cache, Reconciler, no_prometheus
 
 MANAGED = {"app.kubernetes.io/managed-by": OPERATOR_NAME}
 # Spec changes are reconciled at once; child events wait a little so a rollout's burst of status
@@ -134,7 +135,9 @@ def _child_index(child: render.Child) -> Any:
     async def index(
         name: str, namespace: str | None, body: kopf.Body, **_: Any
     ) -> dict[str, str] | None:
-        return {name: kept(body)} if name in child.names(namespace or name) else None
+        if name not in child.names(namespace or name):
+            return None
+        return {render.index_key(namespace, name): kept(body)}
 
     return index
 
@@ -165,11 +168,14 @@ def bind(memo: kopf.Memo, indexes: dict[str, kopf.Index]) -> tuple[Reconciler, W
             },
             revisions=lambda key: [json.loads(text) for text in revisions.get(key, ())],
         )
-        shell.reconciler = Reconciler(shell.kube, world, EventRecorder(shell.kube.event))
+        prometheus = memo.get("prometheus")
+        query = Prometheus(prometheus).query if prometheus else no_prometheus
+        shell.reconciler = Reconciler(shell.kube, world, EventRecorder(shell.kube.event), query)
         # As many reconciles at once as the API client has threads.
         shell.queue = WorkQueue(shell.reconciler.reconcile, limit=shell.kube.threads)
         metrics.track_phases(shell.reconciler.phases)
         metrics.track_releases(shell.reconciler.running)
+        metrics.track_canaries(shell.reconciler.canary_weights)
     return shell.reconciler, shell.queue
 
 

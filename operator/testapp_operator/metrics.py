@@ -29,6 +29,11 @@ ROLLBACKS = Counter(
 DRIFT_CORRECTIONS = Counter(
     "testapp_drift_corrections", "Reconciles that restored a changed or deleted child object."
 )
+ANALYSES = Counter(
+    "testapp_analysis",
+    "Canary analysis measurements, by result (Successful, Failed, Inconclusive, Error, NoData).",
+    ["result"],
+)
 
 
 BUILD_INFO = Gauge("testapp_build_info", "The operator's build (always 1).", ["version", "python"])
@@ -69,6 +74,26 @@ RELEASE_INFO = ReleaseInfo()
 REGISTRY.register(RELEASE_INFO)
 
 
+class CanaryWeight(Collector):
+    """testapp_canary_weight: the percent of a release's replicas its canary has, for each
+    release of this replica with a canary under way (none once it ended)."""
+
+    def __init__(self) -> None:
+        self.weights: Callable[[], Iterable[tuple[str, int]]] = lambda: ()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "testapp_canary_weight", "The canary's weight, percent.", labels=["release"]
+        )
+        for name, weight in self.weights():
+            family.add_metric([name], weight)
+        yield family
+
+
+CANARY_WEIGHT = CanaryWeight()
+REGISTRY.register(CANARY_WEIGHT)
+
+
 def release_facts(body: Mapping[str, Any]) -> dict[str, str] | None:
     """The labels of a release's testapp_release_info, from its status (None: nothing yet)."""
     spec, status = body.get("spec") or {}, body.get("status") or {}
@@ -85,6 +110,10 @@ def release_facts(body: Mapping[str, Any]) -> dict[str, str] | None:
 
 def track_releases(facts: Callable[[], Iterable[tuple[str, Facts]]]) -> None:
     RELEASE_INFO.facts = facts
+
+
+def track_canaries(weights: Callable[[], Iterable[tuple[str, int]]]) -> None:
+    CANARY_WEIGHT.weights = weights
 
 
 def track_phases(phases: Callable[[], Iterable[str]]) -> None:

@@ -13,14 +13,15 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
-from testapp_operator import render
+from testapp_operator import metrics, render
+from testapp_operator.canary import Measurement, QueryFailed, QueryOutcome
 from testapp_operator.decide import Actions, Event, Memory, Observed, decide, with_created
 from testapp_operator.events import EventRecorder
 from testapp_operator.metrics import release_facts
@@ -32,6 +33,7 @@ logger = logging.getLogger("testapp_operator")
 
 Body = dict[str, Any]
 Lookup = Callable[[str], Body | None]
+Query = Callable[[str], Awaitable[QueryOutcome]]  # PromQL in, Prometheus's answer out
 
 # A conditional write found the object changed since we read it: look again once the watch has
 # delivered the change.
@@ -77,7 +79,7 @@ class Cache:
     """Read access to what the watches have seen, by release name."""
 
     release: Lookup
-    children: Mapping[str, Lookup]  # by kind, then name; every kind render.children produces
+    children: Mapping[str, Lookup]  # by kind, then render.index_key; every kind of render.CHILDREN
     revisions: Callable[[str], list[Body]]
 
 
@@ -90,14 +92,22 @@ class ReleaseState:
     status_written: float = float("-inf")  # time.monotonic() of our last status write
     phase: str | None = None
     facts: dict[str, str] | None = None  # testapp_release_info's labels
+    canary_weight: int | None = None  # testapp_canary_weight, while a canary has a share
     failure: str | None = None  # the lasting error the last reconcile reported, until one succeeds
 
 
+async def no_prometheus(query: str) -> QueryOutcome:
+    return QueryFailed("no Prometheus to ask: start the operator with --prometheus URL")
+
+
 class Reconciler:
-    def __init__(self, kube: Client, world: Cache, events: EventRecorder) -> None:
+    def __init__(
+        self, kube: Client, world: Cache, events: EventRecorder, query: Query = no_prometheus
+    ) -> None:
         self.kube = kube
         self.world = world
         self.events = events
+        self.query = query
         self._releases: dict[str, ReleaseState] = {}
 
     def forget(self, name: str) -> None:
@@ -115,6 +125,13 @@ class Reconciler:
     def running(self) -> list[tuple[str, dict[str, str]]]:
         return [(name, state.facts) for name, state in self._releases.items() if state.facts]
 
+    def canary_weights(self) -> list[tuple[str, int]]:
+        return [
+            (name, state.canary_weight)
+            for name, state in self._releases.items()
+            if state.canary_weight is not None
+        ]
+
     async def reconcile(self, name: str) -> Result:
         state = self._releases.get(name) or ReleaseState()
         observed = self.observe(name, state.writes)
@@ -123,9 +140,13 @@ class Reconciler:
             return Result()
         self._releases[name] = state
         since = time.monotonic() - state.status_written
-        actions = decide(
-            observed, replace(state.memory, since_status_write=since), datetime.now(UTC)
-        )
+        memory, now = replace(state.memory, since_status_write=since), datetime.now(UTC)
+        actions = decide(observed, memory, now)
+        if actions.measure is not None:
+            request = actions.measure
+            outcome = await self.query(request.query)
+            measured = Measurement(request.revision, request.step, outcome)
+            actions = decide(observed, memory, now, measured)
         try:
             await self.act(name, state, observed.release, actions)
         except Exception as error:
@@ -177,7 +198,13 @@ class Reconciler:
         return Observed(
             release=writes.fresh("TestAppRelease", name, world.release(name)),
             children={
-                (kind, child): writes.fresh(kind, child, world.children[kind](child))
+                (kind, child): writes.fresh(
+                    kind,
+                    child,
+                    world.children[kind](
+                        render.index_key(None if kind == "Namespace" else name, child)
+                    ),
+                )
                 for kind, child in render.child_keys(name)
             },
             revisions=writes.revisions(world.revisions(name)),
@@ -211,6 +238,9 @@ class Reconciler:
             if await kube.delete("ControllerRevision", revision, name):
                 events.append(event)
             writes.forget("ControllerRevision", revision)
+        for kind, child in actions.remove:
+            await kube.delete(kind, child, name)
+            writes.forget(kind, child)
         for event in events:
             self.events.record(body, event)
         if status is not None:
@@ -220,5 +250,8 @@ class Reconciler:
             body = writes.remember(await kube.patch_release_status(name, status, version))
             state.status_written = time.monotonic()
         state.facts = release_facts(body) or state.facts
+        state.canary_weight = actions.canary_weight
+        for result in actions.analysed:
+            metrics.ANALYSES.labels(result=result).inc()
         state.memory = actions.memory
         state.phase = actions.phase or state.phase

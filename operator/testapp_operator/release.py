@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testapp_operator import CHANGE_CAUSE_ANNOTATION, GROUP
+from testapp_operator.canary import Canary, Command, StrategyError, parse_strategy
 
 ENVS = ("dev", "stg", "ppd", "prd")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -63,6 +64,7 @@ HISTORY_LIMIT = Bounds(1, 100, 10)
 PROGRESS_DEADLINE = Bounds(10, 3600, 180)
 PIN = Bounds(1, None)
 _GENERATION = Bounds(0, None, 0)
+_STEP = Bounds(0, None)
 # Keys the operator owns on every object it produces; a release may not override them.
 RESERVED_LABELS = ("app", "env")
 RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "pod-security.kubernetes.io/")
@@ -242,6 +244,8 @@ class Release:
     retry_at: str | None = None  # re-attempt a Failed latest revision created before this time
     restart_at: str | None = None  # replace the running Pods once per new value (no revision)
     ingress_from: tuple[Peer, ...] = DEFAULT_INGRESS_FROM
+    strategy: Canary | None = None  # None: the rolling update (docs/canary.md)
+    canary_command: Command | None = None  # spec.canaryCommand: promote-step / abort
 
     @property
     def namespace(self) -> str:
@@ -285,6 +289,8 @@ class Release:
                 if spec.get("ingressFrom") is not None
                 else DEFAULT_INGRESS_FROM
             ),
+            strategy=_strategy(spec.get("strategy")),
+            canary_command=_canary_command(spec.get("canaryCommand"), "spec.canaryCommand"),
         )
 
 
@@ -350,6 +356,31 @@ def _digest(value: Any, where: str) -> str | None:
     if not isinstance(value, str) or not DIGEST_RE.match(value):
         raise ReleaseError(where, f"must match {DIGEST_RE.pattern} (or be absent), not {value!r}")
     return value
+
+
+def _strategy(value: Any) -> Canary | None:
+    try:
+        return parse_strategy(value, "spec.strategy")
+    except StrategyError as error:
+        raise ReleaseError(error.field, error.message) from None
+
+
+def _canary_command(value: Any, where: str) -> Command | None:
+    """What `kubectl testapp promote-step` / `abort` asked of one canary revision."""
+    if value is None:
+        return None
+    command = _mapping(value, where)
+    unknown = sorted(set(command) - {"revision", "promoteStep", "abort"})
+    if unknown:
+        raise ReleaseError(
+            where, f"only revision, promoteStep and abort are supported, not {unknown}"
+        )
+    step = command.get("promoteStep")
+    return Command(
+        revision=_integer(command.get("revision"), f"{where}.revision", PIN),
+        promote_step=None if step is None else _integer(step, f"{where}.promoteStep", _STEP),
+        abort=_boolean(command.get("abort", False), f"{where}.abort"),
+    )
 
 
 def _peers(value: Any, where: str) -> tuple[Peer, ...]:

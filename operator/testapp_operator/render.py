@@ -7,12 +7,17 @@ version; the Namespace and Service carry the same but the version (a Service spa
 during a rollout) and the network policies only ours: a tag change rewrites neither of them.
 
 Public interface (`revision` is the `revisions.Revision` to run: its snapshot decides image, tag,
-digest, labels and resources; replicas, env, the progress deadline and `ingressFrom` come from the
+digest, labels and resources; env, the progress deadline and `ingressFrom` come from the
 release):
 - `CHILDREN`: the kinds a release produces (kinds.Kind, renderer, names), in apply order.
-- `children(release, revision)`: every object the release runs on, each function below once.
+- `Running(stable, replicas, canary, canary_replicas)`: what the Deployments run; `Running.only`
+  for a release without a canary.
+- `children(release, running)`: every object the release runs on, each function below once.
 - `namespace(release, revision)`: the Namespace, Pod Security `restricted` enforced.
-- `deployment(release, revision)`: the Deployment; Pod template annotated with the revision.
+- `deployment(release, revision, replicas, track)`: a Deployment; Pod template annotated with
+  the revision. Without a track (no `spec.strategy`) the one Deployment `<release>`; with one,
+  `<release>` is the stable track and `<release>-canary` the canary (docs/canary.md), and their
+  Pods carry the track and revision labels and the Prometheus scrape annotations.
 - `service(release, revision)`: the ClusterIP Service, port 80 `http` -> container port `http`.
 - `controller_revision(release, revision)`: the ControllerRevision `<release>-<N>` storing it.
 - `network_policies(release)`: in the release's namespace, `<release>-default-deny`
@@ -45,6 +50,7 @@ from testapp_operator import (
     SNAPSHOT_LABEL,
     kinds,
 )
+from testapp_operator.canary import CANARY, REVISION_LABEL, STABLE, TRACK_LABEL
 from testapp_operator.kinds import Kind
 from testapp_operator.release import Release
 from testapp_operator.revisions import Revision
@@ -53,6 +59,12 @@ RUN_AS = 10001  # the image's non-root user
 TERMINATION_GRACE_SECONDS = 30
 PROBE_TIMEOUT_SECONDS = 3
 DEPLOYMENT_HISTORY = 2  # our ControllerRevisions are the history; ReplicaSets are only for rollout
+# On canaried Pods: Prometheus (hack/cluster/prometheus.py, a PodMonitor elsewhere) scrapes them.
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": str(HTTP_PORT),
+    "prometheus.io/path": "/metrics",
+}
 
 
 def owner_reference(release: Release) -> dict[str, Any]:
@@ -96,17 +108,44 @@ def _release_labels(release: Release) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class Running:
+    """What the release's Deployments run: `<release>` always; `<release>-canary` with a
+    strategy (`canary` None: no canary Deployment is wanted)."""
+
+    stable: Revision
+    replicas: int
+    canary: Revision | None = None
+    canary_replicas: int = 0
+
+    @classmethod
+    def only(cls, release: Release, revision: Revision) -> Running:
+        """One revision at `spec.replicas`, and with a strategy an empty canary Deployment."""
+        return cls(revision, release.replicas, revision if release.strategy else None)
+
+
+@dataclass(frozen=True)
 class Child:
     """One kind of object a release produces: its API kind (kinds.py), how it is rendered, and
     the names it has for a release (all of them in the release's namespace, but the Namespace)."""
 
     kind: Kind
-    render: Callable[[Release, Revision], list[dict[str, Any]]]
+    render: Callable[[Release, Running], list[dict[str, Any]]]
     names: Callable[[str], list[str]]
 
 
-def children(release: Release, revision: Revision) -> list[dict[str, Any]]:
-    return [obj for child in CHILDREN for obj in child.render(release, revision)]
+def children(release: Release, running: Running) -> list[dict[str, Any]]:
+    return [obj for child in CHILDREN for obj in child.render(release, running)]
+
+
+def index_key(namespace: str | None, name: str) -> str:
+    """How the watches' indexes (handlers.py) and the reconciler's Cache name a child: by
+    namespace and name, since `<release>-canary` in `<release>` is also the name of another
+    release's Deployment."""
+    return name if namespace is None else f"{namespace}/{name}"
+
+
+def canary_name(release: str) -> str:
+    return f"{release}-canary"
 
 
 def child_keys(name: str) -> list[tuple[str, str]]:
@@ -138,15 +177,36 @@ def namespace(release: Release, revision: Revision) -> dict[str, Any]:
     }
 
 
-def deployment(release: Release, revision: Revision) -> dict[str, Any]:
+def deployments(release: Release, running: Running) -> list[dict[str, Any]]:
+    if running.canary is None:
+        return [deployment(release, running.stable, running.replicas)]
+    return [
+        deployment(release, running.stable, running.replicas, STABLE),
+        deployment(release, running.canary, running.canary_replicas, CANARY),
+    ]
+
+
+def deployment(
+    release: Release, revision: Revision, replicas: int | None = None, track: str | None = None
+) -> dict[str, Any]:
     snapshot = revision.snapshot
+    pod_labels = labels(release, revision)
+    annotations = _template_annotations(release, revision)
+    name, match = release.name, selector(release)
+    if track is not None:
+        pod_labels |= {TRACK_LABEL: track, REVISION_LABEL: str(revision.number)}
+        annotations |= SCRAPE_ANNOTATIONS
+    if track == CANARY:
+        # The stable selector is immutable and already matches every Pod of the release (the
+        # Service's too); the canary's ReplicaSets are the canary Deployment's by ownerReference.
+        name, match = canary_name(release.name), {**match, TRACK_LABEL: CANARY}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         # What runs and which spec chose it: two operators at once agree on both.
         "metadata": _metadata(
             release,
-            release.name,
+            name,
             {
                 **labels(release, revision),
                 SNAPSHOT_LABEL: snapshot.fingerprint,
@@ -154,15 +214,12 @@ def deployment(release: Release, revision: Revision) -> dict[str, Any]:
             },
         ),
         "spec": {
-            "replicas": release.replicas,
-            "selector": {"matchLabels": selector(release)},
+            "replicas": release.replicas if replicas is None else replicas,
+            "selector": {"matchLabels": match},
             "revisionHistoryLimit": DEPLOYMENT_HISTORY,
             "progressDeadlineSeconds": release.progress_deadline_seconds,
             "template": {
-                "metadata": {
-                    "labels": labels(release, revision),
-                    "annotations": _template_annotations(release, revision),
-                },
+                "metadata": {"labels": pod_labels, "annotations": annotations},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
@@ -305,11 +362,15 @@ def _probe(path: str, period: int, failures: int = 3) -> dict[str, Any]:
 
 
 def _one(render: Callable[[Release, Revision], dict[str, Any]]) -> Callable[..., list[Any]]:
-    return lambda release, revision: [render(release, revision)]
+    return lambda release, running: [render(release, running.stable)]
 
 
 def _release_name(release: str) -> list[str]:
     return [release]
+
+
+def _deployment_names(release: str) -> list[str]:
+    return [release, canary_name(release)]
 
 
 def _policy_names(release: str) -> list[str]:
@@ -320,7 +381,7 @@ def _policy_names(release: str) -> list[str]:
 # (handlers.py), the fake API server (tests/unit/fake_kube.py) and the RBAC check follow it.
 CHILDREN = (
     Child(kinds.NAMESPACE, _one(namespace), _release_name),
-    Child(kinds.DEPLOYMENT, _one(deployment), _release_name),
+    Child(kinds.DEPLOYMENT, deployments, _deployment_names),
     Child(kinds.SERVICE, _one(service), _release_name),
     Child(kinds.NETWORK_POLICY, lambda release, _: network_policies(release), _policy_names),
 )

@@ -55,13 +55,15 @@ def compute_status(
     revisions: Iterable[Revision],
     previous_conditions: Sequence[Mapping[str, Any]],
     now: datetime,
+    canary_progress: str | None = None,
 ) -> dict[str, Any]:
-    """The whole status after this reconcile's plan; see the module docstring for the rules."""
+    """The whole status after this reconcile's plan; see the module docstring for the rules.
+    `canary_progress`: the Ready message while a canary is under way (canary_rollout)."""
     target = plan.target
     # The rollout describes the target only once the Deployment runs it.
     settled = target is not None and not plan.deploy
     failing = settled and rollout.deadline_exceeded
-    ready = settled and rollout.complete
+    ready = settled and rollout.complete and canary_progress is None
 
     if ready:
         ready_reason = "RolloutComplete"
@@ -70,6 +72,8 @@ def compute_status(
         ready_reason, ready_message = "ProgressDeadlineExceeded", rollout.message
     elif target is None:
         ready_reason, ready_message = "NothingDeployed", plan.message
+    elif canary_progress is not None:
+        ready_reason, ready_message = "CanaryInProgress", canary_progress
     elif plan.deploy:
         ready_reason, ready_message = "RolloutInProgress", f"deploying revision {target.number}"
     else:

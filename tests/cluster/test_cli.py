@@ -134,6 +134,154 @@ def test_an_invalid_tag_is_rejected_with_the_server_message(
     assert "spec.tag" in result.stderr
 
 
+# --- canary commands: the test writes status.canary itself, as the operator would ------------
+
+STEPS = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "60s"}}]
+
+
+def canary_status(revision: int = 7, step: int = 1, phase: str = "Paused", **extra: Any) -> dict:
+    status = {
+        "revision": revision,
+        "stableRevision": revision - 1,
+        "step": step,
+        "steps": len(STEPS),
+        "phase": phase,
+        "weight": 25,
+        "stepStartedAt": "2026-12-03T12:00:10Z",
+        "message": "waiting for promote-step",
+        **extra,
+    }
+    if phase == "Paused":
+        status.setdefault("pauseReason", "PauseStep")
+    return status
+
+
+def write_canary(cluster: LiveCluster, name: str, canary: dict[str, Any] | None) -> None:
+    """status.canary as an operator would write it, through the status subresource."""
+    patch = json.dumps({"status": {"canary": canary}})
+    cluster.kubectl(
+        "patch", "testapprelease", name, "--subresource=status", "--type=merge", "-p", patch
+    )
+
+
+@pytest.fixture
+def without_operator(operator: Any) -> Iterator[None]:
+    """No operator while the test runs: a running one would replace the status the test wrote
+    (the session's operator is started again afterwards, once the test's releases are gone)."""
+    operator.stop()
+    yield
+    operator.start()
+
+
+@pytest.fixture
+def canaried(
+    without_operator: None, cluster: LiveCluster, new_release: Callable[..., str]
+) -> Callable[..., str]:
+    """A release with a canary strategy and the given status.canary (None: none)."""
+
+    def make(canary: dict[str, Any] | None = None, env: str = "stg") -> str:
+        name = new_release(env=env, strategy={"canary": {"steps": STEPS}})
+        if canary is not None:
+            write_canary(cluster, name, canary)
+        return name
+
+    return make
+
+
+def test_promote_step_and_abort_write_the_canary_command_of_the_canary_in_status(
+    cluster: LiveCluster, testapp: Plugin, canaried: Callable[..., str]
+) -> None:
+    name = canaried(canary_status(revision=7, step=1))
+
+    dry = testapp.ok("promote-step", name, "--dry-run=server")
+    after_dry_run = release(cluster, name)
+    promoted = testapp.ok("promote-step", name, "--no-wait", "--cause", "dashboards look fine")
+    after_promote = release(cluster, name)
+    testapp.ok("abort", name, "--no-wait")
+    after_abort = release(cluster, name)["spec"]["canaryCommand"]
+    write_canary(cluster, name, canary_status(revision=8, step=0, phase="Progressing"))
+    testapp.ok("abort", name, "--no-wait")
+    next_canary = release(cluster, name)["spec"]["canaryCommand"]
+
+    assert "server dry run, nothing changed" in dry.stdout
+    assert "+  canaryCommand:" in dry.stdout
+    assert "canaryCommand" not in after_dry_run["spec"]
+    command = after_promote["spec"]["canaryCommand"]
+    assert command == {"revision": 7, "promoteStep": 1, "abort": False}
+    assert after_promote["metadata"]["annotations"][CHANGE_CAUSE] == "dashboards look fine"
+    assert f"{name}: promoting step 2/4 (pause (until promote-step))" in promoted.stderr
+    assert "not waiting" in promoted.stdout
+    assert after_abort == {"revision": 7, "promoteStep": 1, "abort": True}  # the step stays
+    assert next_canary == {"revision": 8, "abort": True}  # step 1 of revision 7 is gone
+
+
+def test_canary_commands_with_nothing_to_act_on_are_refused_and_write_nothing(
+    cluster: LiveCluster, testapp: Plugin, canaried: Callable[..., str]
+) -> None:
+    cases = [
+        ("promote-step", None, "no canary in flight (no status.canary)"),
+        ("abort", None, "no canary in flight (no status.canary)"),
+        ("promote-step", {"phase": "Promoted", "step": 4}, "revision 7 is Promoted"),
+        ("abort", {"phase": "Aborted"}, "revision 7 is Aborted"),
+        ("promote-step", {"phase": "Promoting", "step": 4}, "nothing to promote: every step"),
+    ]
+    for command, canary, refusal in cases:
+        name = canaried(None if canary is None else canary_status(**canary))
+        generation = release(cluster, name)["metadata"]["generation"]
+
+        result = testapp(command, name, "--no-wait")
+
+        assert result.returncode == 1, (command, canary, result.stderr)
+        assert f"error: testapprelease {name}: " in result.stderr
+        assert refusal in result.stderr
+        body = release(cluster, name)
+        assert "canaryCommand" not in body["spec"]
+        assert body["metadata"]["generation"] == generation
+
+
+def test_a_canary_command_waits_for_the_operator_until_its_timeout(
+    testapp: Plugin, canaried: Callable[..., str]
+) -> None:
+    name = canaried(canary_status(revision=7, step=1))
+
+    result = testapp("abort", name, "--timeout", "1s")
+
+    assert result.returncode == 3, result.stderr
+    assert f"error: testapprelease {name}: timed out after 1s; last seen: waiting for the " in (
+        result.stderr
+    )
+
+
+def test_status_wide_shows_the_canary_and_json_carries_it(
+    testapp: Plugin, canaried: Callable[..., str]
+) -> None:
+    analysis = {
+        "nextMeasurementAt": "2026-12-03T12:01:10Z",
+        **{"successful": 1, "failed": 0, "errors": 0, "consecutiveErrors": 0, "inconclusive": 0},
+        "lastResult": "Successful",
+        "lastValue": "0.01",
+        "lastMeasuredAt": "2026-12-03T12:00:40Z",
+        "lastMessage": "0.01: result < 0.05",
+    }
+    name = canaried(canary_status(step=2, phase="Progressing", analysis=analysis))
+    plain = canaried(env="dev")
+
+    wide = printed_columns(testapp.ok("status", name, "-o", "wide").stdout.splitlines())
+    (record,) = json.loads(testapp.ok("status", name, "-o", "json").stdout)
+    without = testapp.ok("status", plain, "-o", "wide").stdout.splitlines()
+
+    canary = {k: wide[k] for k in ("STEP", "WEIGHT", "ANALYSIS", "CANARY")}
+    assert canary == {
+        "STEP": "3/4",
+        "WEIGHT": "25%",
+        "ANALYSIS": "0.01 Successful",
+        "CANARY": "Progressing",
+    }
+    assert list(wide)[-5:] == ["MESSAGE", "STEP", "WEIGHT", "ANALYSIS", "CANARY"]
+    assert (record["canary"]["revision"], record["canary"]["step"]) == (7, 2)
+    assert without[0].split()[-1] == "MESSAGE"
+
+
 # --- with the operator --------------------------------------------------------------------------
 
 

@@ -5,11 +5,22 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from testapp_dev import LiveCluster, wait_until
+from testapp_operator.canary import (
+    AnalysisState,
+    CanaryState,
+    PauseReason,
+    Phase,
+    StrategyError,
+    Verdict,
+    parse_strategy,
+    start,
+)
 from testapp_operator.deploylog import log_after
 from testapp_operator.release import Release
 from testapp_operator.revisions import Outcome, Revision, plan
@@ -284,3 +295,249 @@ def test_the_status_the_operator_computes_is_stored_unpruned(crd: LiveCluster, n
     )  # fmt: skip
 
     assert json.loads(stored.stdout)["status"] == status
+
+
+# --- the canary: spec.strategy, spec.canaryCommand, status.canary (docs/canary.md) ---------------
+
+ANALYSIS = {
+    "query": 'sum(rate(http_requests_total{namespace="{{namespace}}",track="{{ track }}"}[1m]))',
+    "successCondition": "result < 0.05",
+}
+STRATEGY = {
+    "canary": {
+        "steps": [
+            {"setWeight": 25},
+            {"pause": {"duration": "60s"}},
+            {"pause": {"duration": 90}},
+            {
+                "analysis": ANALYSIS
+                | {
+                    "failureCondition": "result >= 0.2",
+                    "interval": "1h30m",
+                    "count": 2,
+                    "failureLimit": 0,
+                    "consecutiveErrorLimit": 4,
+                    "onNoData": "fail",
+                }
+            },
+            {"analysis": {"query": "up", "failureCondition": "result[0] > 1", "interval": 86400}},
+            {"setWeight": 100},
+            {"pause": {}},
+            {"pause": None},  # `- pause:` in YAML: until a human, as `pause: {}`
+        ]
+    }
+}
+
+
+def steps(*items: Any) -> Spec:
+    return {"strategy": {"canary": {"steps": list(items)}}}
+
+
+def analysis(**fields: Any) -> Spec:
+    return steps({"analysis": ANALYSIS | fields})
+
+
+STEP0 = "spec.strategy.canary.steps[0]"
+CANARY_REJECTED: list[Any] = [
+    pytest.param(steps({"setWeight": 120}), f"{STEP0}.setWeight", id="weight-120"),
+    pytest.param(steps({"setWeight": -1}), f"{STEP0}.setWeight", id="weight-negative"),
+    pytest.param(
+        steps({"setWeight": 10}, {"setWeight": 20, "pause": {}}),
+        "spec.strategy.canary.steps[1]: Invalid value: must have exactly one of setWeight, pause, "
+        "analysis",
+        id="two-kinds",
+    ),
+    pytest.param(steps({"setWeight": 10, "pause": None}), STEP0, id="two-kinds-one-null"),
+    pytest.param(steps({}), STEP0, id="no-kind"),
+    pytest.param(
+        steps({"analysis": {"query": "up"}}),
+        f"{STEP0}.analysis: Invalid value: needs a successCondition, a failureCondition or both",
+        id="analysis-without-conditions",
+    ),
+    pytest.param(
+        steps({"analysis": {"query": "up", "successCondition": None}}),
+        f"{STEP0}.analysis: Invalid value: needs a successCondition",
+        id="analysis-null-condition",
+    ),
+    pytest.param(
+        analysis(successCondition=" "), f"{STEP0}.analysis.successCondition", id="blank-condition"
+    ),
+    pytest.param(
+        steps({"analysis": {"successCondition": "result < 1"}}),
+        f"{STEP0}.analysis.query",
+        id="analysis-without-query",
+    ),
+    pytest.param(analysis(query="  "), f"{STEP0}.analysis.query", id="blank-query"),
+    pytest.param(
+        analysis(query='up{pod="{{ pod }}"}'),
+        STEP0
+        + '.analysis.query: Invalid value: "up{pod=\\"{{ pod }}\\"}": has an unknown placeholder',
+        id="unknown-placeholder",
+    ),
+    pytest.param(
+        analysis(onNoData="ignore"),
+        f'{STEP0}.analysis.onNoData: Unsupported value: "ignore"',
+        id="on-no-data",
+    ),
+    pytest.param(
+        analysis(interval="0s"),
+        f'{STEP0}.analysis.interval: Invalid value: "0s": must be a duration 1s-24h',
+        id="interval-0s",
+    ),
+    pytest.param(
+        analysis(interval="25h"),
+        f'{STEP0}.analysis.interval: Invalid value: "25h": must be a duration 1s-24h',
+        id="interval-25h",
+    ),
+    pytest.param(
+        analysis(interval="abc"),
+        f'{STEP0}.analysis.interval: Invalid value: "abc": must be a duration 1s-24h',
+        id="interval-abc",
+    ),
+    pytest.param(analysis(interval=0), f"{STEP0}.analysis.interval", id="interval-0"),
+    pytest.param(analysis(interval="90"), f"{STEP0}.analysis.interval", id="interval-no-unit"),
+    pytest.param(analysis(interval="1441m"), f"{STEP0}.analysis.interval", id="interval-1441m"),
+    pytest.param(
+        analysis(interval="9" * 20 + "h"), f"{STEP0}.analysis.interval", id="interval-huge"
+    ),
+    pytest.param(analysis(interval=None), f"{STEP0}.analysis.interval", id="interval-null"),
+    pytest.param(
+        steps({"pause": {"duration": 86401}}), f"{STEP0}.pause.duration", id="pause-over-a-day"
+    ),
+    pytest.param(analysis(count=0), f"{STEP0}.analysis.count", id="count-0"),
+    pytest.param(analysis(failureLimit=101), f"{STEP0}.analysis.failureLimit", id="limit-101"),
+    pytest.param(
+        analysis(consecutiveErrorLimit=-1),
+        f"{STEP0}.analysis.consecutiveErrorLimit",
+        id="error-limit-negative",
+    ),
+    pytest.param(
+        steps(*[{"setWeight": 10}] * 33),
+        "spec.strategy.canary.steps: Too many: 33: must have at most 32 items",
+        id="33-steps",
+    ),
+    pytest.param(steps(), "spec.strategy.canary.steps", id="no-steps"),
+    pytest.param({"strategy": {"canary": {}}}, "spec.strategy.canary.steps", id="canary-no-steps"),
+    pytest.param({"strategy": {"blueGreen": {}}}, "spec.strategy.blueGreen", id="unknown-strategy"),
+    pytest.param(steps({"setWeight": 10, "weight": 5}), f"{STEP0}.weight", id="unknown-step-field"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), CANARY_REJECTED)
+def test_an_invalid_strategy_is_rejected_naming_the_field(
+    crd: LiveCluster, name: str, change: Spec, field: str
+) -> None:
+    """...and the operator's own parser refuses it too, naming the same field."""
+    with pytest.raises(StrategyError) as refused:
+        parse_strategy(change["strategy"])
+
+    result = apply(crd, manifest(name, change))
+
+    assert result.returncode != 0, f"accepted: {json.dumps(change)[:300]}"
+    assert field in result.stderr, result.stderr
+    assert field.startswith(refused.value.field), refused.value
+
+
+def test_a_canary_strategy_is_accepted_and_stored_as_written(crd: LiveCluster, name: str) -> None:
+    assert parse_strategy(STRATEGY) is not None
+
+    result = apply(crd, manifest(name, {"strategy": STRATEGY}))
+
+    assert result.returncode == 0, result.stderr
+    assert crd.get("testapprelease", name)["spec"]["strategy"] == STRATEGY
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [None, {}, {"canary": None}],
+    ids=["null", "empty", "canary-null"],
+)
+def test_a_strategy_without_canary_is_the_rolling_update(
+    crd: LiveCluster, name: str, strategy: Spec | None
+) -> None:
+    assert parse_strategy(strategy) is None
+
+    result = apply(crd, manifest(name, {"strategy": strategy}))
+
+    assert result.returncode == 0, result.stderr
+    assert crd.get("testapprelease", name)["spec"]["strategy"] == strategy
+
+
+def test_a_release_without_strategy_gets_none(crd: LiveCluster, name: str) -> None:
+    result = apply(crd, manifest(name))
+
+    assert result.returncode == 0, result.stderr
+    spec = crd.get("testapprelease", name)["spec"]
+    assert "strategy" not in spec
+    assert "canaryCommand" not in spec
+
+
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [
+        pytest.param({"revision": 0}, "spec.canaryCommand.revision", id="revision-0"),
+        pytest.param({"abort": True}, "spec.canaryCommand.revision: Required", id="no-revision"),
+        pytest.param(
+            {"revision": 3, "promoteStep": -1}, "spec.canaryCommand.promoteStep", id="step-negative"
+        ),
+        pytest.param(
+            {"revision": 3, "abort": "yes"}, "spec.canaryCommand.abort", id="abort-string"
+        ),
+        pytest.param({"revision": 3, "skip": 1}, "spec.canaryCommand.skip", id="unknown-field"),
+    ],
+)
+def test_an_invalid_canary_command_is_rejected(
+    crd: LiveCluster, name: str, command: Spec, field: str
+) -> None:
+    result = apply(crd, manifest(name, {"canaryCommand": command}))
+
+    assert result.returncode != 0, f"accepted: {command}"
+    assert field in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        {"revision": 7, "promoteStep": 2, "abort": False},
+        {"revision": 7, "abort": True},
+        {"revision": 7, "promoteStep": None},
+        None,
+    ],
+    ids=["promote-step", "abort", "step-null", "null"],
+)
+def test_a_canary_command_is_accepted(crd: LiveCluster, name: str, command: Spec | None) -> None:
+    result = apply(crd, manifest(name, {"canaryCommand": command}))
+
+    assert result.returncode == 0, result.stderr
+    assert crd.get("testapprelease", name)["spec"]["canaryCommand"] == command
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["analysing", "paused-no-data"])
+def test_the_canary_status_is_stored_unpruned(crd: LiveCluster, name: str, paused: bool) -> None:
+    apply(crd, manifest(name, {"strategy": STRATEGY}))
+    started = datetime(2026, 12, 3, 12, 0, 10, tzinfo=UTC)
+    state = start(7, 6, started)
+    state = replace(state, step=3, weight=25, analysis=AnalysisState(started, successful=1))
+    if paused:
+        state = replace(
+            state,
+            phase=Phase.PAUSED,
+            pause_reason=PauseReason.NO_DATA,
+            analysis=replace(
+                state.analysis,
+                errors=1,
+                last_verdict=Verdict.NO_DATA,
+                last_value="",
+                last_measured_at=started,
+                last_message="no data: the query matched no series (onNoData: pause)",
+            ),
+        )
+    status = {"canary": state.to_status(len(STRATEGY["canary"]["steps"]))}
+
+    stored = crd.kubectl(
+        "patch", "testapprelease", name, "--subresource=status", "--type=merge",
+        "--dry-run=server", "-o", "json", "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+
+    assert json.loads(stored.stdout)["status"]["canary"] == status["canary"]
+    assert CanaryState.from_status(status["canary"]) == state

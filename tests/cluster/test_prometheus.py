@@ -179,25 +179,9 @@ def test_a_template_rendered_for_the_canary_selects_its_series(
 
 # --- discovery through the API server ---------------------------------------------------------
 
-READER_RBAC = [
-    {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": "testapp-prometheus"},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}],
-    },
-    {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": "testapp-prometheus"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "testapp-prometheus",
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": "default"}],
-    },
-]
+READER_RBAC = prometheus.reader_rbac(
+    {"kind": "ServiceAccount", "name": "prometheus", "namespace": "default"}
+)
 
 
 def pod(name: str, namespace: str, annotations: dict[str, str], **labels: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from testapp_operator import release
+from testapp_operator.deploylog import Action
 from testapp_operator.release import (
     DEFAULT_INGRESS_FROM,
     DEFAULT_RESOURCES,
@@ -99,6 +100,11 @@ def test_phases_and_outcomes_are_the_crds_enums() -> None:
     assert tuple(STATUS["phase"]["enum"]) == PHASES
     outcome = STATUS["history"]["items"]["properties"]["outcome"]
     assert outcome["enum"] == [str(o) for o in Outcome]
+
+
+def test_the_deployment_log_actions_are_the_crds_enum() -> None:
+    action = STATUS["deployments"]["items"]["properties"]["action"]
+    assert set(action["enum"]) == {str(a) for a in Action}
 
 
 def test_the_variables_rules_are_the_crds() -> None:

@@ -73,10 +73,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def app_images(cluster: LiveCluster, real_node: str) -> appimages.AppImages:
-    """test-app built with podman and pushed to the cluster's loopback registry."""
+    """test-app built with podman and pushed to the cluster's loopback registry, with its
+    broken builds and the TESTAPP_FAULT=500 one (the canary's test)."""
     registry = localcluster.ensure_registry(Path(cluster.state_dir))
     return appimages.push(
-        registry, ["1.0.0", "1.1.0"], log=lambda line: print(line, file=sys.stderr)
+        registry, ["1.0.0", "1.1.0"], log=lambda line: print(line, file=sys.stderr), fault=True
     )
 
 

@@ -76,7 +76,8 @@ class FakeKube:
         objects = copy.deepcopy(self.objects) if frozen else self.objects
 
         def one(kind: str) -> Any:
-            return lambda name: copy.deepcopy(objects.get((kind, name)))
+            # A child is looked up by render.index_key (namespace/name); the fake keeps names.
+            return lambda key: copy.deepcopy(objects.get((kind, key.rpartition("/")[2])))
 
         return Cache(
             release=one("TestAppRelease"),

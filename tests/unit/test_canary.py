@@ -159,6 +159,7 @@ BAD_STRATEGIES = [
     ([{"pause": {"duration": "25h"}}], "spec.strategy.canary.steps[0].pause.duration", "1s-24h"),
     ([{"pause": {"duration": "1d"}}], "spec.strategy.canary.steps[0].pause.duration", "'1d'"),
     ([{"pause": {"duration": ""}}], "spec.strategy.canary.steps[0].pause.duration", "''"),
+    ([{"pause": {"duration": "60s\n"}}], "steps[0].pause.duration", "'60s\\n'"),
     ([{"pause": {"until": "x"}}], "spec.strategy.canary.steps[0].pause", "unknown field(s) until"),
     ([{"pause": 5}], "spec.strategy.canary.steps[0].pause", "must be an object"),
     ([{"analysis": {"successCondition": "result < 1"}}], "steps[0].analysis.query", "non-empty"),
@@ -451,6 +452,30 @@ def test_abort_empties_the_canary_and_leaves_stable_untouched_from_any_step(at_s
     assert reasons(decision) == ["AbortCanary"] and decision.events[0].warning
 
 
+@pytest.mark.parametrize("phase", [Phase.PROGRESSING, Phase.PAUSED])
+def test_a_canary_whose_pods_cannot_become_ready_is_aborted(phase: Phase) -> None:
+    plan = strategy({"setWeight": 25}, {"pause": {}})
+    state = replace(begin(), weight=25, phase=phase)
+    failed = replace(observe(700, ready(0, 3)), canary_failed="progress deadline exceeded")
+
+    decision = canary.advance(plan, REPLICAS, state, failed)
+
+    assert decision.state.phase is Phase.ABORTED
+    assert (decision.stable, decision.canary) == (Track(OLD, REPLICAS), Track(NEW, 0))
+    assert decision.ending == canary.Ending(
+        Outcome.ABORTED, "CanaryFailed", "progress deadline exceeded", ""
+    )
+
+
+def test_a_failed_canary_deployment_during_promotion_leaves_the_verdict_to_stable() -> None:
+    """Once promoting, stable runs the new revision: its own rollout decides (revisions.plan)."""
+    plan = strategy({"setWeight": 50})
+    promoting = replace(begin(), step=1, weight=50, phase=Phase.PROMOTING)
+    failed = replace(observe(9, ready(2, 0, promoted=4)), canary_failed="deadline")
+
+    assert canary.advance(plan, REPLICAS, promoting, failed).state.phase is Phase.PROMOTED
+
+
 def test_after_the_last_step_stable_takes_the_canary_revision_then_the_canary_empties() -> None:
     plan = strategy({"setWeight": 50})
     waiting = canary.advance(plan, REPLICAS, begin(), observe(0, ready(0, 4))).state
@@ -567,6 +592,7 @@ def test_a_failed_measurement_aborts_with_the_measured_value() -> None:
     assert "result < 0.05 does not hold" in decision.ending.message
     assert decision.state.analysis is not None and decision.state.analysis.failed == 1
     assert reasons(decision) == ["AnalysisMeasured", "AbortCanary"]
+    assert decision.events[0].verdict is Verdict.FAILED  # testapp_analysis_total{result}
 
 
 def test_failures_up_to_the_limit_are_tolerated_then_one_more_aborts() -> None:

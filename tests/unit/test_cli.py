@@ -867,6 +867,8 @@ def test_every_write_takes_dry_run_timeout_and_no_wait() -> None:
         ["resume", "dev"],
         ["restart", "dev"],
         ["promote", "dev", "stg"],
+        ["promote-step", "dev"],
+        ["abort", "dev"],
     ):
         args = parser.parse_args([*argv, "--dry-run=server", "--timeout", "5m", "--no-wait"])
         assert (args.dry_run, args.timeout, args.no_wait) == ("server", 300, True), argv
@@ -921,9 +923,14 @@ def test_the_spec_snapshot_is_the_snapshots_one_serialization() -> None:
                 "restart",
                 "diff",
                 "promote",
+                "promote-step",
+                "abort",
             ],
         ),
         (["re"], ["retry", "resume", "restart"]),
+        (["promote"], ["promote", "promote-step"]),
+        (["abort", "s"], ["stg"]),
+        (["promote-step", "dev", "--c"], ["--cause", "--context"]),
         (["deploy", ""], ["dev", "stg", "ppd", "prd"]),
         (["promote", "dev", "s"], ["stg"]),
         (["history", "dev", "-o", "j"], ["json"]),
@@ -987,3 +994,343 @@ def test_the_wide_status_shows_what_the_kubelet_says_of_the_pods() -> None:
     assert lines[0].split()[-4:] == ["PODS", "WANTED", "IMAGE", "MESSAGE"]
     assert "1 CrashLoopBackOff" in lines[1]
     assert "PODS" not in views.status_table(records, NOW)
+
+
+# --- canary: promote-step, abort (spec.canaryCommand from status.canary) ----------------------
+
+STEPS = [
+    {"setWeight": 25},
+    {"pause": {"duration": "60s"}},
+    {"setWeight": 50},
+    {"analysis": {"query": "q", "successCondition": "result < 0.05"}},
+    {"pause": {}},
+]
+
+
+def canary_status(
+    step: int = 2, phase: str = "Progressing", revision: int = 7, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "revision": revision,
+        "stableRevision": 6,
+        "step": step,
+        "steps": len(STEPS),
+        "phase": phase,
+        "weight": 25,
+        "stepStartedAt": "2025-06-01T12:00:10Z",
+        "message": "",
+        **extra,
+    }
+
+
+def canaried(env: str = "stg", command: dict[str, Any] | None = None, **canary: Any) -> Any:
+    """A release running revision 6 with a canary of revision 7 (status.canary from `canary`;
+    `canary=None`: none)."""
+    body = release(env, generation=3, revision=6, tag="v6")
+    body["spec"]["strategy"] = {"canary": {"steps": STEPS}}
+    if command is not None:
+        body["spec"]["canaryCommand"] = command
+    if canary.get("canary", True) is not None:
+        body["status"]["canary"] = canary_status(**canary)
+    return body
+
+
+def test_promote_step_writes_the_current_step_of_the_canary_revision() -> None:
+    state = core.promote_step_target(canaried(step=2))
+    assert core.promote_step_patch(state) == {
+        "spec": {"canaryCommand": {"revision": 7, "promoteStep": 2, "abort": False}}
+    }
+
+
+def test_a_canary_command_carries_only_its_own_cause() -> None:
+    state = core.promote_step_target(canaried())
+    patch = core.promote_step_patch(state, "looks fine on the dashboard")
+    assert patch["metadata"] == {
+        "annotations": {"testapp.dev/change-cause": "looks fine on the dashboard"}
+    }
+
+
+def test_promote_step_and_abort_without_a_canary_are_refused() -> None:
+    body = canaried(canary=None)
+    with pytest.raises(CliError, match=r"test-app-stg: no canary in flight \(no status.canary\)"):
+        core.promote_step_target(body)
+    with pytest.raises(CliError, match="no canary in flight") as raised:
+        core.canary_in_flight(body, "abort")
+    assert raised.value.code is Exit.FAILED
+
+
+@pytest.mark.parametrize("phase", ["Promoted", "Aborted"])
+def test_a_canary_that_ended_is_not_in_flight(phase: str) -> None:
+    with pytest.raises(CliError) as raised:
+        core.promote_step_target(canaried(phase=phase, step=5))
+    assert str(raised.value) == (
+        f"testapprelease test-app-stg: no canary in flight: the canary of revision 7 is {phase}"
+    )
+    assert raised.value.code is Exit.FAILED
+    with pytest.raises(CliError, match=f"revision 7 is {phase}"):
+        core.canary_in_flight(canaried(phase=phase), "abort")
+
+
+def test_promote_step_while_promoting_has_nothing_to_promote() -> None:
+    with pytest.raises(CliError, match=r"test-app-stg: nothing to promote: every step") as raised:
+        core.promote_step_target(canaried(phase="Promoting", step=5))
+    assert raised.value.code is Exit.FAILED
+    # Abort still applies while stable takes the canary's revision.
+    assert core.canary_in_flight(canaried(phase="Promoting", step=5), "abort").revision == 7
+
+
+def test_a_damaged_status_canary_is_refused_naming_the_field() -> None:
+    with pytest.raises(CliError, match=r"status.canary.phase: must be one of Progressing"):
+        core.promote_step_target(canaried(phase="Sideways"))
+
+
+def test_abort_keeps_a_promote_step_of_the_same_canary() -> None:
+    body = canaried(command={"revision": 7, "promoteStep": 1, "abort": False})
+    patch = core.abort_patch(body, core.canary_in_flight(body, "abort"))
+    assert patch == {"spec": {"canaryCommand": {"revision": 7, "promoteStep": 1, "abort": True}}}
+
+
+def test_abort_drops_a_promote_step_of_another_canary() -> None:
+    body = canaried(command={"revision": 5, "promoteStep": 3, "abort": False})
+    patch = core.abort_patch(body, core.canary_in_flight(body, "abort"))
+    # null: the merge patch removes it, so step 3 of revision 5 never applies to revision 7.
+    assert json.dumps(patch["spec"]["canaryCommand"]) == (
+        '{"revision": 7, "promoteStep": null, "abort": true}'
+    )
+    assert core.abort_patch(canaried(), core.canary_in_flight(canaried(), "abort")) == {
+        "spec": {"canaryCommand": {"revision": 7, "promoteStep": None, "abort": True}}
+    }
+
+
+@pytest.mark.parametrize(
+    ("index", "described"),
+    [(0, "setWeight 25"), (1, "pause 60s"), (3, "analysis"), (4, "pause (until promote-step)")],
+)
+def test_each_step_is_described_in_a_few_words(index: int, described: str) -> None:
+    assert core.describe_step(canaried(), index) == described
+
+
+def test_a_step_the_spec_no_longer_has_is_a_question_mark() -> None:
+    assert core.describe_step(canaried(), 9) == "?"
+
+
+def observed(body: Any, generation: int = 4, **canary: Any) -> Any:
+    """`body` as the operator left it after seeing generation `generation`."""
+    body = json.loads(json.dumps(body))
+    body["metadata"]["generation"] = generation
+    body["status"]["observedGeneration"] = generation
+    body["status"]["canary"] |= canary
+    return body
+
+
+def test_promote_step_waits_for_the_operator_then_for_the_step_to_pass() -> None:
+    goal = core.CanaryGoal(4, revision=7, step=2)
+    assert core.judge(canaried(), goal) == Verdict(
+        State.WAITING, "waiting for the operator to observe generation 4"
+    )
+    assert core.judge(observed(canaried()), goal) == Verdict(
+        State.WAITING,
+        "canary revision 7: step 3/5 (setWeight 50), phase Progressing, weight 25%",
+    )
+    assert core.judge(observed(canaried(), step=3, weight=50), goal) == Verdict(
+        State.SUCCEEDED, "step 3/5 passed: setWeight 50; now step 4/5 (analysis)"
+    )
+
+
+def test_promote_step_of_the_last_step_ends_in_promoting() -> None:
+    goal = core.CanaryGoal(4, revision=7, step=4)
+    body = observed(canaried(step=4), step=5, phase="Promoting")
+    assert core.judge(body, goal) == Verdict(
+        State.SUCCEEDED, "step 5/5 passed: pause (until promote-step); promoting revision 7"
+    )
+
+
+def test_promote_step_succeeds_when_the_canary_was_promoted() -> None:
+    body = observed(canaried(), step=5, phase="Promoted", message="promoted: stable runs 7")
+    verdict = core.judge(body, core.CanaryGoal(4, revision=7, step=2))
+    assert verdict == Verdict(
+        State.SUCCEEDED, "the canary of revision 7 is Promoted: promoted: stable runs 7"
+    )
+
+
+def test_promote_step_fails_when_the_canary_aborted() -> None:
+    message = "AnalysisFailed: 0.3: result < 0.05 does not hold"
+    body = observed(canaried(), step=3, phase="Aborted", message=message)
+    verdict = core.judge(body, core.CanaryGoal(4, revision=7, step=2))
+    assert verdict == Verdict(State.FAILED, f"the canary of revision 7 is Aborted: {message}")
+    assert verdict.exit_code is Exit.FAILED
+
+
+def test_a_paused_step_shows_its_reason_while_waiting() -> None:
+    body = observed(canaried(step=3), phase="Paused", pauseReason="NoData", message="no data")
+    assert core.judge(body, core.CanaryGoal(4, revision=7, step=3)).message == (
+        "canary revision 7: step 4/5 (analysis), phase Paused (NoData), weight 25%: no data"
+    )
+
+
+def test_abort_waits_until_the_canary_is_aborted() -> None:
+    goal = core.CanaryGoal(4, revision=7, abort=True)
+    assert core.judge(observed(canaried()), goal).state is State.WAITING
+    message = "AbortedByUser: aborted by kubectl testapp abort"
+    body = observed(canaried(), phase="Aborted", message=message, weight=0)
+    assert core.judge(body, goal) == Verdict(
+        State.SUCCEEDED, f"the canary of revision 7 is Aborted: {message}; stable runs revision 6"
+    )
+
+
+def test_abort_fails_when_the_canary_was_promoted_first() -> None:
+    body = observed(canaried(), phase="Promoted", message="promoted")
+    verdict = core.judge(body, core.CanaryGoal(4, revision=7, abort=True))
+    assert verdict == Verdict(
+        State.FAILED, "the canary of revision 7 is Promoted: promoted (promoted before the abort)"
+    )
+
+
+def test_a_canary_command_fails_when_another_canary_replaced_it() -> None:
+    body = observed(canaried(), revision=8, step=0)
+    verdict = core.judge(body, core.CanaryGoal(4, revision=7, step=2))
+    assert verdict == Verdict(
+        State.FAILED, "revision 7 is no longer the canary (status.canary is about revision 8)"
+    )
+
+
+def test_a_canary_command_fails_when_the_release_is_paused() -> None:
+    body = observed(canaried())
+    body["status"]["phase"] = "Paused"
+    verdict = core.judge(body, core.CanaryGoal(4, revision=7, abort=True))
+    assert verdict.state is State.FAILED
+    assert "spec.paused" in verdict.message
+
+
+def test_a_canary_command_times_out_with_the_canary_line() -> None:
+    body = observed(canaried(), phase="Paused", pauseReason="PauseStep")
+    verdict, lines = run_wait([canaried(), body], core.CanaryGoal(4, revision=7, abort=True), 2)
+    assert verdict.state is State.TIMED_OUT
+    assert lines == [
+        "waiting for the operator to observe generation 4",
+        "canary revision 7: step 3/5 (setWeight 50), phase Paused (PauseStep), weight 25%",
+    ]
+
+
+class FakeReleases:
+    """The ReleaseClient calls the write commands make, on one release in memory; the
+    operator's answer to each patch is `react(body)`."""
+
+    def __init__(self, body: Any, react: Any = None) -> None:
+        self.body = body
+        self.patches: list[Any] = []
+        self.react = react
+
+    def get_release(self, name: str) -> Any:
+        assert name == self.body["metadata"]["name"]
+        return json.loads(json.dumps(self.body))
+
+    read_release_retrying = get_release
+
+    def patch_release(self, name: str, patch: Any, dry_run: bool = False) -> Any:
+        assert not dry_run
+        self.patches.append(patch)
+        self.body["metadata"]["generation"] += 1
+        self.body["spec"] |= patch["spec"]
+        if self.react is not None:
+            self.react(self.body)
+        return self.get_release(name)
+
+
+def run_command(kube: FakeReleases, *argv: str) -> int:
+    args = commands.build_parser().parse_args(list(argv))
+    return args.handler(kube, args)
+
+
+def test_the_promote_step_command_patches_and_reports_the_step_that_passed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def operator(body: Any) -> None:
+        body["status"]["observedGeneration"] = body["metadata"]["generation"]
+        body["status"]["canary"] |= {"step": 3, "weight": 50}
+
+    kube = FakeReleases(canaried(), operator)
+    assert run_command(kube, "promote-step", "stg", "--timeout", "5s") == Exit.OK
+    assert kube.patches == [
+        {"spec": {"canaryCommand": {"revision": 7, "promoteStep": 2, "abort": False}}}
+    ]
+    printed = capsys.readouterr()
+    assert printed.out == ("test-app-stg: step 3/5 passed: setWeight 50; now step 4/5 (analysis)\n")
+    assert "test-app-stg: promoting step 3/5 (setWeight 50) of the canary of revision 7" in (
+        printed.err
+    )
+
+
+def test_the_abort_command_without_waiting_only_patches(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    kube = FakeReleases(canaried(step=1))
+    assert run_command(kube, "abort", "stg", "--no-wait", "--cause", "error rate") == Exit.OK
+    assert kube.patches == [
+        {
+            "metadata": {"annotations": {"testapp.dev/change-cause": "error rate"}},
+            "spec": {"canaryCommand": {"revision": 7, "promoteStep": None, "abort": True}},
+        }
+    ]
+    assert "not waiting" in capsys.readouterr().out
+
+
+def test_the_canary_commands_refuse_without_writing(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (("promote-step", "stg"), ("abort", "stg")):
+        kube = FakeReleases(canaried(phase="Aborted"))
+        with pytest.raises(CliError, match="no canary in flight"):
+            run_command(kube, *argv)
+        assert kube.patches == []
+
+
+# --- canary: status -o wide and -o json ------------------------------------------------------
+
+
+def test_the_wide_status_adds_the_canary_columns_after_the_others() -> None:
+    analysis = {
+        "nextMeasurementAt": "2025-06-01T12:01:10Z",
+        "successful": 1,
+        "failed": 0,
+        "errors": 0,
+        "consecutiveErrors": 0,
+        "inconclusive": 0,
+        "lastResult": "Successful",
+        "lastValue": "0.01",
+        "lastMeasuredAt": "2025-06-01T12:00:40Z",
+        "lastMessage": "0.01: result < 0.05",
+    }
+    stg = canaried(step=3, analysis=analysis)
+    records = views.status_records([stg, release("dev")])
+
+    lines = views.status_table(records, NOW, wide=True).splitlines()
+
+    assert lines[0].split() == [
+        *["ENV", "TAG", "REVISION", "READY", "PINNED", "PHASE", "AGE", "WANTED", "IMAGE"],
+        *["MESSAGE", "STEP", "WEIGHT", "ANALYSIS", "CANARY"],
+    ]
+    assert lines[1].split()[-4:] == ["-", "-", "-", "-"]  # dev has no canary
+    assert lines[2].split()[-5:] == ["4/5", "25%", "0.01", "Successful", "Progressing"]
+    assert "STEP" not in views.status_table(records, NOW)
+
+
+def test_the_canary_column_shows_why_it_is_paused_and_a_step_without_a_measurement() -> None:
+    paused = canaried(step=4, phase="Paused", pauseReason="PauseStep", weight=50)
+    (cells,) = [views.canary_cells(r.get("canary")) for r in views.status_records([paused])]
+    assert cells == ["5/5", "50%", None, "Paused:PauseStep"]
+    # Once every step passed the index is the number of steps: shown as the last one.
+    assert views.canary_cells(canary_status(step=5, phase="Promoting"))[0] == "5/5"
+
+
+def test_without_any_canary_the_wide_status_is_unchanged() -> None:
+    records = views.status_records([release("dev"), release("stg")])
+    assert views.status_table(records, NOW, wide=True).splitlines()[0].split() == [
+        *["ENV", "TAG", "REVISION", "READY", "PINNED", "PHASE", "AGE", "WANTED", "IMAGE"],
+        "MESSAGE",
+    ]
+    assert all("canary" not in r for r in records)
+
+
+def test_the_status_record_carries_status_canary_as_written() -> None:
+    (record,) = views.status_records([canaried()])
+    assert record["canary"] == canary_status()
+    assert json.loads(views.format_output([record], "json", str))[0]["canary"]["revision"] == 7

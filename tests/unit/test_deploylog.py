@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from testapp_operator.deploylog import (
     FIELD_LIMIT,
     LIMIT,
+    Abort,
     Action,
     Entry,
     Request,
@@ -110,6 +111,37 @@ def test_a_rollout_replaced_because_it_failed_is_failed_not_superseded() -> None
         (Action.AUTO_ROLLBACK, "Progressing"),
         (Action.DEPLOY, "Failed"),
     ]
+
+
+def test_an_aborted_canary_is_logged_with_who_why_and_the_measured_value() -> None:
+    canary = (Entry(NOW, Action.DEPLOY, 2, "v2", "r/app", outcome="Progressing"),)
+    analysis = Abort(2, "AnalysisFailed", "1 failed measurement(s), 0 tolerated", "0.5")
+    by_hand = Abort(2, "AbortedByUser", "aborted by kubectl testapp abort")
+
+    def aborted(abort: Abort) -> tuple[Entry, ...]:
+        return next_log(
+            canary,
+            Decision.ROLLED_BACK,
+            revision(1),
+            "Ready",
+            ALICE,
+            False,
+            NOW,
+            frozenset({2}),
+            abort,
+        )
+
+    judged, asked = aborted(analysis), aborted(by_hand)
+    assert [(e.action, e.revision, e.outcome) for e in judged] == [
+        (Action.ABORT_CANARY, 1, "Ready"),
+        (Action.DEPLOY, 2, "Failed"),
+    ]
+    assert (judged[0].by, judged[0].client) == ("testapp-operator", "")
+    assert judged[0].cause == (
+        "canary revision 2 AnalysisFailed: 1 failed measurement(s), 0 tolerated (measured 0.5)"
+    )
+    assert (asked[0].by, asked[0].client) == ("alice", "kubectl-testapp")
+    assert asked[0].cause == "canary revision 2 AbortedByUser: aborted by kubectl testapp abort"
 
 
 def test_a_restart_is_an_entry_once_per_request_and_makes_no_revision() -> None:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from testapp_operator.canary import Command
 from testapp_operator.release import (
     DEFAULT_INGRESS_FROM,
     DEFAULT_RESOURCES,
@@ -344,3 +345,42 @@ def test_an_ingress_peer_keeps_which_selectors_it_has() -> None:
     (peer,) = Release.from_body(body(ingressFrom=[{"podSelector": {}}])).ingress_from
 
     assert peer == Peer(namespace_labels=None, pod_labels=())
+
+
+STRATEGY = {"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}}
+
+
+def test_without_a_strategy_the_release_rolls_out_as_before() -> None:
+    release = Release.from_body(body())
+    assert release.strategy is None and release.canary_command is None
+
+
+def test_a_canary_strategy_and_a_command_are_read() -> None:
+    command = {"revision": 7, "promoteStep": 1}
+    release = Release.from_body(body(strategy=STRATEGY, canaryCommand=command))
+    assert release.strategy is not None and len(release.strategy.steps) == 2
+    assert release.canary_command == Command(revision=7, promote_step=1)
+    aborted = Release.from_body(body(canaryCommand={"revision": 7, "abort": True}))
+    assert aborted.canary_command == Command(revision=7, abort=True)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (
+            {"strategy": {"canary": {"steps": [{"setWeight": 120}]}}},
+            "spec.strategy.canary.steps[0].setWeight",
+        ),
+        ({"strategy": {"canary": {"steps": []}}}, "spec.strategy.canary.steps"),
+        ({"strategy": {"rolling": {}}}, "spec.strategy"),
+        ({"canaryCommand": {"promoteStep": 1}}, "spec.canaryCommand.revision"),
+        ({"canaryCommand": {"revision": 0}}, "spec.canaryCommand.revision"),
+        ({"canaryCommand": {"revision": 2, "promoteStep": -1}}, "spec.canaryCommand.promoteStep"),
+        ({"canaryCommand": {"revision": 2, "abort": "yes"}}, "spec.canaryCommand.abort"),
+        ({"canaryCommand": {"revision": 2, "skip": 1}}, "spec.canaryCommand"),
+    ],
+)
+def test_a_bad_strategy_or_command_names_the_field(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(ReleaseError) as error:
+        Release.from_body(body(**spec))
+    assert error.value.field == field

@@ -327,3 +327,61 @@ def test_no_policy_name_of_one_release_is_another_releases() -> None:
         for name in policies(replace(RELEASE, name=release))
     }
     assert len(names) == 10
+
+
+CANARIED = replace(
+    RELEASE,
+    strategy=Release.from_body(
+        {
+            "metadata": {"name": "x", "uid": "u", "generation": 1},
+            "spec": {
+                "env": "prd",
+                "image": IMAGE,
+                "tag": "1",
+                "strategy": {"canary": {"steps": [{"setWeight": 25}]}},
+            },
+        }
+    ).strategy,
+)
+
+
+def test_without_a_strategy_there_is_one_deployment_and_no_track() -> None:
+    deployments = [
+        o
+        for o in render.children(RELEASE, render.Running.only(RELEASE, REVISION))
+        if o["kind"] == "Deployment"
+    ]
+    assert [d["metadata"]["name"] for d in deployments] == ["test-app-prd"]
+    assert deployments[0] == render.deployment(RELEASE, REVISION)
+    assert "testapp.dev/track" not in deployments[0]["spec"]["template"]["metadata"]["labels"]
+
+
+def test_a_canary_runs_beside_stable_behind_the_one_selector() -> None:
+    new = Revision(6, replace(RELEASE.snapshot, tag="2.1.0"))
+    running = render.Running(REVISION, 2, new, 1)
+    stable, canary = (o for o in render.children(CANARIED, running) if o["kind"] == "Deployment")
+    assert (stable["metadata"]["name"], canary["metadata"]["name"]) == (
+        "test-app-prd",
+        "test-app-prd-canary",
+    )
+    assert (stable["spec"]["replicas"], canary["spec"]["replicas"]) == (2, 1)
+    # Stable's selector never changes; the canary's is narrower; the Service selects both.
+    assert stable["spec"]["selector"] == render.deployment(RELEASE, REVISION)["spec"]["selector"]
+    assert canary["spec"]["selector"]["matchLabels"] == {
+        **render.selector(CANARIED),
+        "testapp.dev/track": "canary",
+    }
+    service = render.service(CANARIED, REVISION)["spec"]["selector"]
+    for deployment, track, number in ((stable, "stable", "5"), (canary, "canary", "6")):
+        template = deployment["spec"]["template"]["metadata"]
+        assert template["labels"]["testapp.dev/track"] == track
+        assert template["labels"]["testapp.dev/revision"] == number
+        assert template["annotations"]["prometheus.io/scrape"] == "true"
+        assert service.items() <= template["labels"].items()
+    assert container(canary)["image"] == f"{IMAGE}:2.1.0"
+
+
+def test_with_a_strategy_and_no_canary_the_canary_deployment_is_empty() -> None:
+    running = render.Running.only(CANARIED, REVISION)
+    deployments = [o for o in render.children(CANARIED, running) if o["kind"] == "Deployment"]
+    assert [d["spec"]["replicas"] for d in deployments] == [3, 0]

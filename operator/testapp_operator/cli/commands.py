@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from testapp_operator import PLURAL
 from testapp_operator.cli import core, views
-from testapp_operator.cli.core import RESOURCE, CliError, Exit, Goal
+from testapp_operator.cli.core import RESOURCE, CanaryGoal, CliError, Exit, Goal
 from testapp_operator.conditions import timestamp
 from testapp_operator.release import ENVS, ReleaseError
 
@@ -43,9 +43,11 @@ def _write(
     what: str,
     tag: str | None = None,
     revision: int | None = None,
+    goal: Callable[[int], Goal | CanaryGoal] | None = None,
 ) -> int:
     """Patch the release (or, with --dry-run=server, only ask the server), then wait for the
-    operator unless --no-wait, and report the outcome."""
+    operator unless --no-wait, and report the outcome. What is waited for: `goal` of the
+    written generation, else Ready with `tag` and/or `revision`."""
     before = kube.get_release(name)  # a clear "not found" before anything is written
     if args.dry_run == "server":
         after = kube.patch_release(name, patch, dry_run=True)
@@ -61,7 +63,8 @@ def _write(
     if args.no_wait:
         print(f"{RESOURCE} {name} patched (generation {generation}); not waiting")
         return Exit.OK
-    return _wait(kube, name, Goal(generation, tag=tag, revision=revision), args.timeout)
+    wanted = goal(generation) if goal else Goal(generation, tag=tag, revision=revision)
+    return _wait(kube, name, wanted, args.timeout)
 
 
 def _shown(body: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +74,7 @@ def _shown(body: dict[str, Any]) -> dict[str, Any]:
     return {"annotations": ours, "spec": body.get("spec") or {}}
 
 
-def _wait(kube: ReleaseClient, name: str, goal: Goal, timeout: float | None) -> int:
+def _wait(kube: ReleaseClient, name: str, goal: Goal | CanaryGoal, timeout: float | None) -> int:
     verdict = core.wait_for(
         lambda: kube.read_release_retrying(name),
         goal,
@@ -161,6 +164,32 @@ def cmd_promote(kube: ReleaseClient, args: argparse.Namespace) -> int:
     )
     what = f"promoting tag {source.tag} from {source_name} revision {source.revision}"
     return _write(kube, target_name, patch, args, what, tag=source.tag)
+
+
+def cmd_promote_step(kube: ReleaseClient, args: argparse.Namespace) -> int:
+    name = core.release_name(args.env)
+    body = kube.get_release(name)
+    state = core.promote_step_target(body)
+    what = (
+        f"promoting step {core.step_position(body, state)} of the canary of revision "
+        f"{state.revision}"
+    )
+    patch = core.promote_step_patch(state, args.cause)
+    goal = lambda generation: CanaryGoal(generation, state.revision, step=state.step)  # noqa: E731
+    return _write(kube, name, patch, args, what, goal=goal)
+
+
+def cmd_abort(kube: ReleaseClient, args: argparse.Namespace) -> int:
+    name = core.release_name(args.env)
+    body = kube.get_release(name)
+    state = core.canary_in_flight(body, "abort")
+    what = (
+        f"aborting the canary of revision {state.revision} (at step "
+        f"{core.step_position(body, state)}); stable stays on revision {state.stable_revision}"
+    )
+    patch = core.abort_patch(body, state, args.cause)
+    goal = lambda generation: CanaryGoal(generation, state.revision, abort=True)  # noqa: E731
+    return _write(kube, name, patch, args, what, goal=goal)
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -338,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("from_env", metavar="FROM", help=ENV_HELP)
     sub.add_argument("to_env", metavar="TO", help=ENV_HELP)
     sub.add_argument("--skip-stages", action="store_true", help="allow e.g. dev -> prd")
+    text = "let the canary's current step pass (a pause, an analysis, a weight) and wait"
+    sub = command("promote-step", cmd_promote_step, text, writing, cause)
+    sub.add_argument("env", metavar="ENV", help=ENV_HELP)
+    text = "abort the canary in flight: it goes to 0 replicas, stable stays; wait for Aborted"
+    sub = command("abort", cmd_abort, text, writing, cause)
+    sub.add_argument("env", metavar="ENV", help=ENV_HELP)
     return parser
 
 

@@ -1,7 +1,8 @@
 """What a `kubectl testapp` command decides before and after it writes (pure: no I/O).
 
 Names, durations, change causes, merge patches, which revision `rollback` pins, whether `retry`
-applies, what `promote` carries, and the verdict of a wait. Standard library only, so the plugin
+applies, what `promote` carries, which canary step `promote-step` passes (and when `abort` and it
+are refused), and the verdict of a wait. Standard library only, so the plugin
 starts fast and runs on any Python the plugin supports.
 """
 
@@ -14,7 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from testapp_operator import APP, CHANGE_CAUSE_ANNOTATION, PROMOTED_FROM_ANNOTATION
+from testapp_operator import APP, CHANGE_CAUSE_ANNOTATION, PROMOTED_FROM_ANNOTATION, canary
+from testapp_operator.canary import CanaryState, Phase
 from testapp_operator.release import ENVS
 
 # As kubectl names the resource in messages: "testapprelease test-app-dev".
@@ -276,7 +278,113 @@ def check_promotion(source_env: str, target_env: str, skip_stages: bool) -> None
         )
 
 
+# --- canary commands: spec.canaryCommand from status.canary (docs/canary.md) ----------------
+
+
+def canary_of(body: Body) -> CanaryState | None:
+    """status.canary, None when the release has none; a damaged one is refused naming the field."""
+    data = (body.get("status") or {}).get("canary")
+    if data is None:
+        return None
+    try:
+        return CanaryState.from_status(data)
+    except canary.StrategyError as error:
+        raise CliError(f"{RESOURCE} {body['metadata']['name']}: {error}") from None
+
+
+def canary_in_flight(body: Body, command: str) -> CanaryState:
+    """The canary `promote-step` or `abort` acts on: one under way (not Promoted, not Aborted)."""
+    name = body["metadata"]["name"]
+    state = canary_of(body)
+    if state is None:
+        raise CliError(
+            f"{RESOURCE} {name}: no canary in flight (no status.canary): "
+            f"{command} acts on a canary under way (spec.strategy.canary)"
+        )
+    if state.phase in canary.DONE:
+        raise CliError(
+            f"{RESOURCE} {name}: no canary in flight: the canary of revision {state.revision} "
+            f"is {state.phase.value}"
+        )
+    return state
+
+
+def promote_step_target(body: Body) -> CanaryState:
+    """The canary whose current step `promote-step` lets pass; none once every step passed."""
+    state = canary_in_flight(body, "promote-step")
+    steps = steps_of(body)  # 0: not known (an older status without steps, no spec.strategy)
+    if state.phase is Phase.PROMOTING or 0 < steps <= state.step:
+        raise CliError(
+            f"{RESOURCE} {body['metadata']['name']}: nothing to promote: every step of the "
+            f"canary of revision {state.revision} passed, stable is taking it (phase "
+            f"{state.phase.value})"
+        )
+    return state
+
+
+def _with_cause(patch: dict[str, Any], cause: str | None) -> dict[str, Any]:
+    if cause:
+        patch["metadata"] = {"annotations": {CHANGE_CAUSE_ANNOTATION: cause}}
+    return patch
+
+
+def promote_step_patch(state: CanaryState, cause: str | None = None) -> dict[str, Any]:
+    """spec.canaryCommand: step `state.step` of canary `state.revision` passes, whatever it
+    waits for (a level: written twice, it changes nothing)."""
+    command = {"revision": state.revision, "promoteStep": state.step, "abort": False}
+    return _with_cause({"spec": {"canaryCommand": command}}, cause)
+
+
+def abort_patch(body: Body, state: CanaryState, cause: str | None = None) -> dict[str, Any]:
+    """spec.canaryCommand: abort canary `state.revision`. A promoteStep already written for the
+    same canary stays; one about another canary is removed (merge patch null), never carried over
+    to this one."""
+    before = (body.get("spec") or {}).get("canaryCommand") or {}
+    same = isinstance(before, Mapping) and before.get("revision") == state.revision
+    step = before.get("promoteStep") if same else None
+    command = {"revision": state.revision, "promoteStep": step, "abort": True}
+    return _with_cause({"spec": {"canaryCommand": command}}, cause)
+
+
+def steps_of(body: Body) -> int:
+    """How many steps the canary has: status.canary.steps, else the spec's."""
+    steps = ((body.get("status") or {}).get("canary") or {}).get("steps")
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        return steps
+    return len(_spec_steps(body))
+
+
+def _spec_steps(body: Body) -> list[Any]:
+    strategy = (body.get("spec") or {}).get("strategy") or {}
+    steps = ((strategy.get("canary") if isinstance(strategy, Mapping) else None) or {}).get("steps")
+    return steps if isinstance(steps, list) else []
+
+
+def describe_step(body: Body, index: int) -> str:
+    """Step `index` of the spec's strategy in a few words: setWeight 50, pause 60s, analysis."""
+    steps = _spec_steps(body)
+    step = steps[index] if 0 <= index < len(steps) else None
+    if not isinstance(step, Mapping) or len(step) != 1:
+        return "?"
+    ((kind, value),) = step.items()
+    if kind == "setWeight":
+        return f"setWeight {value}"
+    if kind == "pause":
+        duration = value.get("duration") if isinstance(value, Mapping) else None
+        return "pause (until promote-step)" if duration is None else f"pause {duration}"
+    return str(kind)
+
+
+def step_position(body: Body, state: CanaryState, index: int | None = None) -> str:
+    """`3/5 (setWeight 50)` for step `index` (default: the current one), counted from 1."""
+    index = state.step if index is None else index
+    return f"{index + 1}/{steps_of(body)} ({describe_step(body, index)})"
+
+
 # --- waiting ---------------------------------------------------------------------------------
+
+
+PAUSED_MESSAGE = "the release is paused (spec.paused: true); nothing rolls out until it is resumed"
 
 
 class State(enum.Enum):
@@ -293,6 +401,17 @@ class Goal:
     generation: int
     tag: str | None = None
     revision: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CanaryGoal:
+    """What a canary command waits for: the operator saw `generation`, then the canary of
+    `revision` went past `step` (promote-step) or, with `abort`, is Aborted."""
+
+    generation: int
+    revision: int
+    step: int | None = None
+    abort: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,7 +451,7 @@ def _failure(body: Body, goal: Goal) -> str | None:
     if status.get("phase") == "Degraded":
         return ready.get("message") or "phase Degraded"
     if status.get("phase") == "Paused":
-        return "the release is paused (spec.paused: true); nothing rolls out until it is resumed"
+        return PAUSED_MESSAGE
     if goal.tag is not None and not runs_tag(status, goal.tag):
         newest = next((e for e in history_of(body) if e.get("tag") == goal.tag), None)
         if newest is not None and newest.get("outcome") == "Failed":
@@ -347,13 +466,15 @@ def runs_tag(status: Mapping[str, Any], tag: str) -> bool:
     return str(status.get("image", "")).endswith(":" + tag)
 
 
-def judge(body: Body, goal: Goal) -> Verdict:
+def judge(body: Body, goal: Goal | CanaryGoal) -> Verdict:
     """Decide from one read of the release whether a write has landed, failed, or is on its way."""
     status = body.get("status") or {}
     if status.get("observedGeneration", 0) < goal.generation:
         return Verdict(
             State.WAITING, f"waiting for the operator to observe generation {goal.generation}"
         )
+    if isinstance(goal, CanaryGoal):
+        return judge_canary(body, goal)
     failure = _failure(body, goal)
     if failure is not None:
         return Verdict(State.FAILED, failure)
@@ -371,6 +492,56 @@ def judge(body: Body, goal: Goal) -> Verdict:
     return Verdict(State.WAITING, progress_line(body))
 
 
+def judge_canary(body: Body, goal: CanaryGoal) -> Verdict:
+    """After the operator saw the command: did the step pass, did the canary end?"""
+    if (body.get("status") or {}).get("phase") == "Paused":
+        return Verdict(State.FAILED, PAUSED_MESSAGE)
+    try:
+        state = canary_of(body)
+    except CliError as error:
+        return Verdict(State.FAILED, str(error))
+    if state is None:
+        return Verdict(State.FAILED, f"the canary of revision {goal.revision} is gone from status")
+    if state.revision != goal.revision:
+        return Verdict(
+            State.FAILED,
+            f"revision {goal.revision} is no longer the canary (status.canary is about "
+            f"revision {state.revision})",
+        )
+    ended = f"the canary of revision {state.revision} is {state.phase.value}"
+    ended += f": {state.message}" if state.message else ""
+    if goal.abort:
+        if state.phase is Phase.ABORTED:
+            stable = f"stable runs revision {state.stable_revision}"
+            return Verdict(State.SUCCEEDED, f"{ended}; {stable}")
+        if state.phase is Phase.PROMOTED:
+            return Verdict(State.FAILED, f"{ended} (promoted before the abort)")
+        return Verdict(State.WAITING, canary_line(body, state))
+    if state.phase is Phase.ABORTED:
+        return Verdict(State.FAILED, ended)
+    if state.phase is Phase.PROMOTED:
+        return Verdict(State.SUCCEEDED, ended)
+    if goal.step is not None and state.step > goal.step:
+        passed = f"step {goal.step + 1}/{steps_of(body)} passed: {describe_step(body, goal.step)}"
+        if state.phase is Phase.PROMOTING:
+            return Verdict(State.SUCCEEDED, f"{passed}; promoting revision {state.revision}")
+        return Verdict(State.SUCCEEDED, f"{passed}; now step {step_position(body, state)}")
+    return Verdict(State.WAITING, canary_line(body, state))
+
+
+def canary_line(body: Body, state: CanaryState) -> str:
+    """One progress line of a canary: revision, step, phase, weight, message."""
+    phase = state.phase.value
+    if state.pause_reason is not None:
+        phase += f" ({state.pause_reason.value})"
+    if state.step < steps_of(body):
+        where = f"step {step_position(body, state)}"
+    else:
+        where = "every step passed"
+    line = f"canary revision {state.revision}: {where}, phase {phase}, weight {state.weight}%"
+    return f"{line}: {state.message}" if state.message else line
+
+
 def progress_line(body: Body) -> str:
     spec, status = body.get("spec") or {}, body.get("status") or {}
     ready = _conditions(status, 0).get("Ready", {})
@@ -384,7 +555,7 @@ def progress_line(body: Body) -> str:
 
 def wait_for(
     read: Callable[[], Body],
-    goal: Goal,
+    goal: Goal | CanaryGoal,
     timeout: float | None,
     emit: Callable[[str], None],
     clock: Callable[[], float] = time.monotonic,

@@ -77,7 +77,7 @@ def _ready_message(status: Mapping[str, Any]) -> str | None:
 def status_record(body: Body) -> dict[str, Any]:
     """What runs (from status) and what the spec wants, for one release."""
     spec, status = body.get("spec") or {}, body.get("status") or {}
-    return {
+    record = {
         "name": body["metadata"]["name"],
         "env": spec.get("env"),
         "tag": split_image(status["image"])[1] if status.get("image") else None,
@@ -92,6 +92,9 @@ def status_record(body: Body) -> dict[str, Any]:
         "message": _ready_message(status),
         "created": body["metadata"].get("creationTimestamp"),
     }
+    if isinstance(status.get("canary"), Mapping):
+        record["canary"] = dict(status["canary"])  # as the operator wrote it (docs/canary.md)
+    return record
 
 
 def status_records(
@@ -134,6 +137,9 @@ def status_table(records: Sequence[Mapping[str, Any]], now: datetime, wide: bool
         headers += ["PODS"]
     if wide:
         headers += ["WANTED", "IMAGE", "MESSAGE"]
+    canaries = wide and any("canary" in r for r in records)
+    if canaries:
+        headers += CANARY_COLUMNS
     rows = []
     for r in records:
         row = [
@@ -150,8 +156,34 @@ def status_table(records: Sequence[Mapping[str, Any]], now: datetime, wide: bool
         if wide:
             held_back = r["wantedTag"] if r["wantedTag"] != r["tag"] else None
             row += [held_back, r["image"], r["message"]]
+        if canaries:
+            row += canary_cells(r.get("canary"))
         rows.append(row)
     return format_table(headers, rows)
+
+
+# After the wide columns, and only when a release shown has a canary: its step (3/5), weight,
+# last analysis measurement and phase (Paused with its reason).
+CANARY_COLUMNS = ["STEP", "WEIGHT", "ANALYSIS", "CANARY"]
+
+
+def canary_cells(canary: Mapping[str, Any] | None) -> list[str | None]:
+    """STEP, WEIGHT, ANALYSIS, CANARY of one status.canary (None: a release without one)."""
+    if not canary:
+        return [None] * len(CANARY_COLUMNS)
+    step, steps = canary.get("step"), canary.get("steps")
+    if isinstance(step, int) and isinstance(steps, int):
+        position = f"{min(step + 1, steps)}/{steps}"  # step == steps once every step passed
+    else:
+        position = None
+    weight = canary.get("weight")
+    analysis = canary.get("analysis") or {}
+    last = [analysis.get("lastValue"), analysis.get("lastResult")]
+    measured = " ".join(str(v) for v in last if v not in (None, "")) or None
+    phase = canary.get("phase")
+    if phase and canary.get("pauseReason"):
+        phase = f"{phase}:{canary['pauseReason']}"
+    return [position, None if weight is None else f"{weight}%", measured, phase]
 
 
 # --- history: revisions and deployments -----------------------------------------------------
