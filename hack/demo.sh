@@ -112,7 +112,7 @@ trap 'kill $traffic 2>/dev/null || true' EXIT
 run kubectl testapp deploy ppd --tag 0.2.0 --cause "demo: a canary that passes"
 run kubectl testapp status -o wide
 run kubectl get events -n default --field-selector involvedObject.name=test-app-ppd,reason=AnalysisMeasured
-run kubectl patch tar test-app-ppd --type=merge -p '{"spec":{"tag":"fault-500"}}'
+run kubectl testapp deploy ppd --tag fault-500 --cause "demo: a build answering 500" --no-wait
 run kubectl wait tar test-app-ppd --for=jsonpath='{.status.canary.phase}'=Aborted --timeout=180s
 kill $traffic 2>/dev/null || true
 run kubectl testapp status -o wide
