@@ -84,7 +84,7 @@ bench-images: venv ## Both images with podman: cold build, rebuild after a code 
 	$(BIN)/python bench/images_bench.py --out bench/images.json
 
 .PHONY: bench-rollout
-bench-rollout: venv ## Zero downtime on the real node: requests through the Service during a rollout and a rollback -> bench/rollout.json
+bench-rollout: venv ## Zero downtime on the real node: requests through the Service during a rollout, a rollback, a promoted and an aborted canary -> bench/rollout.json
 	$(BIN)/python bench/rollout_bench.py --out bench/rollout.json
 
 .PHONY: bench-app
