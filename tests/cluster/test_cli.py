@@ -533,6 +533,12 @@ def test_retry_after_an_automatic_rollback_attempts_the_failed_tag_again(
         (2, "broken-r", "Failed"),
         (1, "v1", "Ready"),
     ]
+    # The command returns once the release is Degraded, when the rollback's rollout has begun.
+    wait_until(
+        lambda: log_of(testapp, name)[0]["outcome"] == "Ready",
+        timeout=60,
+        what="the automatic rollback's rollout Ready in the deployment log",
+    )
     actions = [(e["action"], e["revision"], e["outcome"]) for e in log_of(testapp, name)]
     assert actions[:4] == [
         ("AutoRollback", 1, "Ready"),
