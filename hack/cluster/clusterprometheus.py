@@ -21,7 +21,7 @@ from state import CACHE_DIR, Cluster, ClusterError, adopt, component_pids, read_
 
 USER = "testapp:prometheus"
 READER = prometheus.reader_rbac(
-    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": USER}
+    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": USER}, "testapp-prometheus"
 )
 READY_TIMEOUT = 60
 

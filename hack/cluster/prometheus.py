@@ -202,10 +202,10 @@ def prometheus_config(
 # --- run ----------------------------------------------------------------------------------------
 
 
-def reader_rbac(subject: dict[str, str]) -> list[dict[str, Any]]:
-    """The ClusterRole and binding that let `subject` (a User or a ServiceAccount) discover Pods:
-    list and watch them, nothing else."""
-    name = "testapp-prometheus"
+def reader_rbac(subject: dict[str, str], name: str) -> list[dict[str, Any]]:
+    """The ClusterRole and binding `name` that let `subject` (a User or a ServiceAccount)
+    discover Pods: list and watch them, nothing else. One name per subject: applying a binding
+    of the same name for another subject would take the first one's access away."""
     return [
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -180,7 +180,10 @@ def test_a_template_rendered_for_the_canary_selects_its_series(
 # --- discovery through the API server ---------------------------------------------------------
 
 READER_RBAC = prometheus.reader_rbac(
-    {"kind": "ServiceAccount", "name": "prometheus", "namespace": "default"}
+    # Not the cluster's own Prometheus's binding (clusterprometheus.py): this one replaced it once,
+    # and the real node's canaries then found no data.
+    {"kind": "ServiceAccount", "name": "prometheus", "namespace": "default"},
+    "testapp-prometheus-test",
 )
 
 
